@@ -1,0 +1,146 @@
+"""The `kgan` command line: `kgan train` (also `python train.py`).
+
+Parsing happens before TensorFlow is imported, so `--help` and flag errors are instant. Errors
+the user can cause end with one line on stderr and exit code 2; nothing written before is lost.
+TensorFlow's start-up log lines are silenced unless TF_CPP_MIN_LOG_LEVEL is set by the user.
+"""
+
+import argparse
+import contextlib
+import os
+import sys
+
+from kgan import __version__
+from kgan.config import DATASETS, LOSSES, TrainConfig
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line: `kgan train: error: ... (see --help)`."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _optional_number(const):
+    """kwargs for a flag usable bare (`--gp`, meaning `const`) or with a value (`--gp 5`)."""
+    return {"type": float, "nargs": "?", "const": const, "default": None}
+
+
+def add_train_arguments(parser):
+    d = TrainConfig()
+    group = parser.add_argument_group("loss")
+    group.add_argument("--loss", default=d.loss, metavar="NAME", help=f"one of {', '.join(LOSSES)} (default: {d.loss})")
+    group.add_argument("--p", type=float, default=d.p, help=f"Minkowski order, finite and >= 1 (default: {d.p:g})")
+    group.add_argument("--minkowski-activation", choices=("sigmoid", "linear"), default=d.minkowski_activation,
+                       help="sigmoid: D is a probability (the paper); linear: D's raw output (default: %(default)s)")
+    group = parser.add_argument_group("data")
+    group.add_argument("--dataset", default=d.dataset, metavar="NAME",
+                       help=f"one of {', '.join(DATASETS)}, or folder:PATH (default: {d.dataset}, embedded)")
+    group.add_argument("--data-dir", default=d.data_dir, help="TensorFlow Datasets directory with prepared data")
+    group.add_argument("--image-size", type=int, choices=(8, 16, 32, 64), default=d.image_size,
+                       help="resize images to this size (default: the dataset's size rounded up)")
+    group = parser.add_argument_group("optimisation (defaults: the paper's Table 1)")
+    group.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
+    group.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch per D update (default: %(default)s)")
+    group.add_argument("--latent-dim", type=int, default=d.latent_dim, help="default: %(default)s")
+    group.add_argument("--g-lr", type=float, default=d.g_lr, help="generator Adam learning rate (default: %(default)s)")
+    group.add_argument("--d-lr", type=float, default=d.d_lr, help="discriminator Adam learning rate (default: %(default)s)")
+    group.add_argument("--beta1", type=float, default=d.beta1, help="default: %(default)s")
+    group.add_argument("--beta2", type=float, default=d.beta2, help="default: %(default)s")
+    group.add_argument("--d-steps", type=int, default=d.d_steps, help="D updates per G update (default: %(default)s)")
+    group = parser.add_argument_group("stabilisation")
+    group.add_argument("--clip", metavar="C", help="clip D weights to [-C, C] (bare: 0.01)", **_optional_number(0.01))
+    group.add_argument("--gp", metavar="LAMBDA", help="WGAN-GP gradient penalty weight (bare: 10)", **_optional_number(10.0))
+    group.add_argument("--r1", metavar="GAMMA", help="R1 penalty on real data (bare: 10)", **_optional_number(10.0))
+    group.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
+                       help="one-sided: D's real target becomes 1 - this (default: %(default)s)")
+    group.add_argument("--instance-noise", type=float, default=d.instance_noise,
+                       help="std of Gaussian noise on D's inputs (default: %(default)s)")
+    group.add_argument("--spectral-norm", action="store_true", help="spectral normalisation in D")
+    group = parser.add_argument_group("run")
+    group.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
+    group.add_argument("--run-name", default=d.run_name, help="default: <dataset>-<loss>[-p<p>]-s<seed>")
+    group.add_argument("--output", default=d.output, help="root of exported models (default: %(default)s)")
+    group.add_argument("--logdir", default=d.logdir, help="root of TensorBoard logs (default: %(default)s)")
+    group.add_argument("--dry-run", action="store_true", help="print the resolved config as JSON and exit")
+
+
+def config_from_args(args):
+    return TrainConfig.from_dict(vars(args))
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Sends file descriptor 2 to /dev/null (TensorFlow's C++ start-up lines bypass Python)."""
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def import_tensorflow_quietly():
+    """Imports TensorFlow and Keras without their start-up log, unless the user set the level."""
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        import tensorflow  # noqa: F401
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    with _quiet_stderr():
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+
+
+def run_train(args):
+    config = config_from_args(args).resolved()
+    import_tensorflow_quietly()
+    from kgan import run
+
+    run.validate(config)
+    if args.dry_run:
+        print(config.to_json())
+        return 0
+    run.train(config)
+    return 0
+
+
+COMMANDS = {
+    "train": ("train a GAN (the paper's defaults; embedded digits data)", add_train_arguments, run_train),
+}
+
+
+def build_parser():
+    parser = _Parser(prog="kgan", description="Train, evaluate and export GANs with Keras 3.")
+    parser.add_argument("--version", action="version", version=f"kgan {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subparsers.required = True
+    for name, (help_text, add_arguments, handler) in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        add_arguments(sub)
+        sub.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the `kgan` console script. Returns (and exits with) the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.handler(args)
+    except KeyboardInterrupt:
+        print(f"kgan {args.command}: interrupted", file=sys.stderr)
+        code = 130
+    except Exception as error:  # noqa: BLE001 - user errors become one line, the rest re-raise
+        from kgan.errors import KganError
+
+        if not isinstance(error, KganError):
+            raise
+        print(f"kgan {args.command}: error: {error}", file=sys.stderr)
+        code = error.exit_code
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""`TrainConfig`: every default of `kgan train` in one place.
+
+The defaults are the Minkowski-GAN paper's setting (shared/PAPER.md, Table 1): 200 epochs,
+batch 64, Adam lr 2e-4 with beta1 0.5 and beta2 0.999 for both networks, latent size 100; the
+loss is the paper's Minkowski loss with p = 4. The default dataset is scikit-learn's 8x8
+digits, embedded, so `python train.py` needs no download.
+"""
+
+import dataclasses
+import json
+
+#: Loss names accepted by `--loss` (kgan.losses.get takes these and the class names).
+LOSSES = ("minimax", "non_saturating", "wasserstein", "least_squares", "hinge", "minkowski")
+#: Dataset names accepted by `--dataset`, besides folder:PATH (kgan.data loads them).
+DATASETS = ("digits", "ring8", "grid25", "mnist", "fashion_mnist", "cifar10", "svhn_cropped", "celeb_a")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    # --- loss -------------------------------------------------------------------------------
+    loss: str = "minkowski"  # minimax | non_saturating | wasserstein | least_squares | hinge | minkowski
+    p: float = 4.0  # Minkowski order (finite, >= 1); the paper's best is 4
+    minkowski_activation: str = "sigmoid"  # sigmoid: D is a probability (paper); linear: raw output
+    # --- data ---------------------------------------------------------------------------------
+    dataset: str = "digits"  # digits | ring8 | grid25 | mnist | fashion_mnist | cifar10 | svhn_cropped | celeb_a | folder:PATH
+    data_dir: str = None  # TensorFlow Datasets directory (prepared data, downloads)
+    image_size: int = None  # 8 | 16 | 32 | 64; None: the dataset's size rounded up to one of these
+    # --- optimisation (paper, Table 1) -----------------------------------------------------------
+    epochs: int = 200
+    batch_size: int = 64  # global batch per discriminator update
+    latent_dim: int = 100
+    g_lr: float = 2e-4  # different G and D rates give the two time-scale update rule (TTUR)
+    d_lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    d_steps: int = 1  # discriminator updates per generator update (WGAN: 5)
+    # --- stabilisation --------------------------------------------------------------------------
+    clip: float = None  # clip every D weight to [-clip, clip] (WGAN: 0.01)
+    gp: float = None  # WGAN-GP weight lambda (10 in the paper); None: no gradient penalty
+    r1: float = None  # R1 penalty gamma on real data; None: off
+    label_smoothing: float = 0.0  # one-sided: D's real target becomes 1 - label_smoothing
+    instance_noise: float = 0.0  # std of Gaussian noise added to every D input
+    spectral_norm: bool = False  # spectral normalisation in D
+    # --- run ------------------------------------------------------------------------------------
+    seed: int = 0  # seeds Python, NumPy and TensorFlow
+    run_name: str = None  # default: <dataset>-<loss>[-p<p>]-s<seed>
+    output: str = "saved_models"  # root of exported models (<output>/<run>/)
+    logdir: str = "logs"  # root of TensorBoard logs (<logdir>/<run>/)
+
+    def resolved(self):
+        """A copy with derived defaults filled in (the run name)."""
+        config = dataclasses.replace(self)
+        if config.run_name is None:
+            loss = f"{config.loss}-p{config.p:g}" if config.loss == "minkowski" else config.loss
+            config.run_name = f"{config.dataset.replace(':', '_').replace('/', '_')}-{loss}-s{config.seed}"
+        return config
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, values):
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})

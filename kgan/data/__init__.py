@@ -1,0 +1,264 @@
+"""Datasets by name, and the tf.data pipeline that feeds `GAN.fit`.
+
+Names:
+    digits            scikit-learn's 8x8 handwritten digits (1,797 real images, shipped with
+                      scikit-learn: no download). The default.
+    ring8, grid25     the 2-D Gaussian mixtures of the mode-collapse benchmarks (PacGAN/VEEGAN
+                      protocol, shared/BENCHMARKS.md), 100k samples.
+    mnist, fashion_mnist, cifar10, svhn_cropped, celeb_a
+                      TensorFlow Datasets (downloaded once, or read from `data_dir`).
+    folder:PATH       a directory of images (png/jpg/bmp/gif), searched recursively.
+
+Every dataset yields single examples, float32, images in [-1, 1] of shape [H, W, C] (square,
+8..64 pixels: DCGAN sizes) or points of shape [2].
+"""
+
+import dataclasses
+import os
+import socket
+
+import numpy as np
+import tensorflow as tf
+
+from kgan.config import DATASETS as NAMES
+from kgan.errors import UsageError
+
+MIXTURES = ("ring8", "grid25")
+TFDS_NAMES = tuple(name for name in NAMES if name not in ("digits", *MIXTURES))
+IMAGE_SIZES = (8, 16, 32, 64)
+MIXTURE_SAMPLES = 100_000
+
+
+@dataclasses.dataclass
+class Dataset:
+    """A dataset of single examples and what the rest of kgan needs to know about it.
+
+    Attributes:
+        name: registry name.
+        data: `tf.data.Dataset` of float32 examples (no batch axis).
+        shape: shape of one example, (D,) or (H, W, C).
+        num_examples: number of examples in one epoch.
+        labels: int class labels aligned with `data` where the dataset has them, else None
+            (only kept for in-memory datasets).
+    """
+
+    name: str
+    data: tf.data.Dataset
+    shape: tuple
+    num_examples: int
+    labels: np.ndarray = None
+
+    @property
+    def kind(self):
+        return "points" if len(self.shape) == 1 else "images"
+
+
+def validate_name(name):
+    """Raises UsageError unless `name` is a registered dataset or `folder:PATH`."""
+    if name in NAMES or name.startswith("folder:"):
+        return name
+    raise UsageError(
+        f"unknown dataset {name!r}: choose one of {', '.join(NAMES)}, or folder:PATH"
+    )
+
+
+def load(name, data_dir=None, image_size=None, seed=0):
+    """Loads a dataset by name.
+
+    Args:
+        name: a name from `NAMES` or `folder:PATH`.
+        data_dir: TensorFlow Datasets directory (prepared data is read from there; downloads go
+            there).
+        image_size: output size for image datasets (8, 16, 32 or 64); default: the dataset's
+            own size rounded up to a DCGAN size (digits 8, mnist 32, cifar10 32, celeb_a 64).
+        seed: seed for the synthetic mixtures.
+
+    Returns:
+        A `Dataset`.
+
+    Raises:
+        UsageError: unknown name, missing folder, or a download that cannot be made.
+    """
+    validate_name(name)
+    if image_size is not None and image_size not in IMAGE_SIZES:
+        raise UsageError(f"image size must be one of {IMAGE_SIZES}; got {image_size}")
+    if name == "digits":
+        return _digits(image_size)
+    if name in MIXTURES:
+        return _mixture(name, MIXTURE_SAMPLES, seed)
+    if name.startswith("folder:"):
+        return _folder(name[len("folder:"):], image_size or 64)
+    return _tfds(name, data_dir, image_size)
+
+
+# ----------------------------------------------------------------------------------------------
+# Embedded data.
+
+
+def digits_arrays():
+    """scikit-learn's digits as (images [1797, 8, 8, 1] float32 in [-1, 1], labels [1797] int)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (digits.images.astype("float32") / 8.0 - 1.0)[..., None]  # pixel values are 0..16
+    return images, digits.target.astype("int64")
+
+
+def _digits(image_size):
+    images, labels = digits_arrays()
+    data = tf.data.Dataset.from_tensor_slices(images)
+    if image_size not in (None, 8):
+        data = data.map(lambda x: tf.image.resize(x, (image_size, image_size)))
+    size = image_size or 8
+    return Dataset("digits", data, (size, size, 1), len(images), labels)
+
+
+def mixture_modes(name):
+    """Mode centres [K, 2] and per-mode std of the 2-D benchmark mixtures (BENCHMARKS.md).
+
+    ring8: 8 Gaussians at angles 2 pi i / 8 on the unit circle (no repeated endpoint), std 0.01.
+    grid25: 25 Gaussians at {-4, -2, 0, 2, 4}^2, std 0.05.
+    """
+    if name == "ring8":
+        angles = 2 * np.pi * np.arange(8) / 8
+        return np.stack([np.cos(angles), np.sin(angles)], axis=1), 0.01
+    if name == "grid25":
+        ticks = np.array([-4.0, -2.0, 0.0, 2.0, 4.0])
+        return np.array([(x, y) for x in ticks for y in ticks]), 0.05
+    raise ValueError(f"unknown mixture {name!r}: expected one of {MIXTURES}")
+
+
+def mixture_samples(name, n, seed=0):
+    """`n` samples [n, 2] float32 of a benchmark mixture, modes chosen uniformly."""
+    modes, std = mixture_modes(name)
+    rng = np.random.default_rng(seed)
+    which = rng.integers(len(modes), size=n)
+    return (modes[which] + std * rng.standard_normal((n, 2))).astype("float32"), which
+
+
+def _mixture(name, n, seed):
+    points, which = mixture_samples(name, n, seed)
+    return Dataset(name, tf.data.Dataset.from_tensor_slices(points), (2,), n, which)
+
+
+# ----------------------------------------------------------------------------------------------
+# Images from files.
+
+
+def _to_unit_range(image):
+    return tf.cast(image, tf.float32) / 127.5 - 1.0
+
+
+def _default_size(height):
+    """The smallest DCGAN size >= the image's size, capped at 64."""
+    return next((s for s in IMAGE_SIZES if s >= height), IMAGE_SIZES[-1])
+
+
+def _folder(path, image_size):
+    if not os.path.isdir(path):
+        raise UsageError(f"image folder {path!r} does not exist or is not a directory")
+    try:
+        data = tf.keras.utils.image_dataset_from_directory(
+            path, labels=None, image_size=(image_size, image_size), batch_size=None,
+            shuffle=False, crop_to_aspect_ratio=True, verbose=False,
+        )
+    except ValueError as error:  # "No images found in directory ..."
+        raise UsageError(f"image folder {path!r}: {error}") from None
+    num_examples = int(data.cardinality())
+    data = data.map(_to_unit_range, num_parallel_calls=tf.data.AUTOTUNE)
+    return Dataset(f"folder:{path}", data, (image_size, image_size, 3), num_examples)
+
+
+def _network_available(host="storage.googleapis.com", port=443, timeout=3.0):
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _tfds(name, data_dir, image_size):
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not builder.is_prepared():
+        where = data_dir or "~/tensorflow_datasets"
+        hint = (
+            f"prepare it where there is a network (python -c \"import tensorflow_datasets as tfds; "
+            f"tfds.load('{name}')\") and pass --data-dir with that directory"
+        )
+        # Offline, tfds retries every file with back-off for minutes before failing: probe first.
+        if not _network_available():
+            raise UsageError(f"dataset {name!r} is not in {where} and there is no network to download it: {hint}")
+        try:
+            builder.download_and_prepare()
+        except Exception as error:  # noqa: BLE001 - any download failure gets the same advice
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise UsageError(f"could not download dataset {name!r} into {where} ({first_line[:200]}): {hint}") from None
+    split = "train"
+    data = builder.as_dataset(split=split)
+    try:
+        num_examples = builder.info.splits[split].num_examples
+    except KeyError:  # split metadata absent (tfds.testing.mock_data): count the examples
+        num_examples = int(data.reduce(0, lambda count, _: count + 1))
+    height, _, channels = builder.info.features["image"].shape
+    size = image_size or _default_size(height)
+
+    def prepare(example):
+        image = example["image"]
+        if name == "celeb_a":  # the usual face crop, then resize
+            image = tf.image.crop_to_bounding_box(image, 40, 15, 148, 148)
+        image = tf.image.resize(image, (size, size), antialias=True)
+        return tf.clip_by_value(_to_unit_range(image), -1.0, 1.0)
+
+    data = data.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    return Dataset(name, data, (size, size, channels), num_examples)
+
+
+# ----------------------------------------------------------------------------------------------
+# Pipeline.
+
+
+def pipeline(dataset, batch_size, d_steps=1, seed=None, shuffle_buffer=None, cache=True):
+    """The training pipeline: cache, shuffle each epoch, batch `d_steps * batch_size`, prefetch.
+
+    Batches are dropped at the remainder so every step sees full batches (a step's d_steps
+    critic updates each take `batch_size` of them).
+
+    Args:
+        dataset: a `Dataset`.
+        batch_size: examples per discriminator update (global across replicas).
+        d_steps: discriminator updates per step.
+        seed: shuffle seed (deterministic epochs for a given seed).
+        shuffle_buffer: default: the whole dataset, up to 100k examples.
+        cache: cache decoded examples in memory after the first epoch.
+
+    Returns:
+        A `tf.data.Dataset` of batches [d_steps * batch_size, ...].
+
+    Raises:
+        UsageError: if the dataset is smaller than one step.
+    """
+    step = batch_size * d_steps
+    if dataset.num_examples < step:
+        raise UsageError(
+            f"dataset {dataset.name!r} has {dataset.num_examples} examples, fewer than one step "
+            f"needs (batch size {batch_size} x d_steps {d_steps} = {step})"
+        )
+    data = dataset.data
+    if cache:
+        data = data.cache()
+    buffer = shuffle_buffer or min(dataset.num_examples, 100_000)
+    data = data.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    data = data.batch(step, drop_remainder=True)
+    return data.prefetch(tf.data.AUTOTUNE)
+
+
+def steps_per_epoch(dataset, batch_size, d_steps=1):
+    return dataset.num_examples // (batch_size * d_steps)
+
+
+__all__ = [
+    "Dataset", "NAMES", "load", "pipeline", "mixture_modes", "mixture_samples",
+    "digits_arrays", "steps_per_epoch", "validate_name",
+]

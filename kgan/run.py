@@ -1,0 +1,186 @@
+"""One training run from a `TrainConfig`: data, networks, compile, fit, export.
+
+    config -> dataset (tf.data) -> generator + discriminator -> GAN.compile -> GAN.fit
+           -> <output>/<run>/{generator/, config.json, samples.png}, <logdir>/<run>/
+
+Everything that can fail because of the user's input (names, numbers, files, downloads) is
+checked before anything is written, and raised as `kgan.errors.UsageError`.
+"""
+
+import json
+import os
+import time
+
+import keras
+import tensorflow as tf
+
+import kgan
+from kgan import callbacks, data, export, losses, networks, penalties, plots
+from kgan.errors import UsageError
+from kgan.gan import GAN
+
+
+def make_loss(config):
+    """The `Loss` a config asks for. Raises UsageError for impossible combinations."""
+    if config.loss not in losses.NAMES:
+        raise UsageError(f"unknown loss {config.loss!r}: choose one of {', '.join(losses.NAMES)}")
+    cls = losses.get(config.loss).__class__
+    kwargs = {}
+    if config.label_smoothing:
+        if not cls.supports_label_smoothing:
+            raise UsageError(
+                f"--label-smoothing does not apply to the {config.loss} loss (it has no target labels)"
+            )
+        kwargs["label_smoothing"] = config.label_smoothing
+    if config.loss == "minkowski":
+        kwargs.update(p=config.p, activation=config.minkowski_activation)
+    try:
+        return cls(**kwargs)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def make_penalty(config):
+    """The gradient penalty a config asks for (or None)."""
+    if config.gp is not None and config.r1 is not None:
+        raise UsageError("choose one penalty: --gp or --r1, not both")
+    try:
+        if config.gp is not None:
+            return penalties.GradientPenalty(weight=config.gp, seed=config.seed)
+        if config.r1 is not None:
+            return penalties.R1(gamma=config.r1)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return None
+
+
+def validate(config):
+    """Checks every user-settable number; raises UsageError naming the flag."""
+    positive_ints = ("epochs", "batch_size", "latent_dim", "d_steps")
+    for name in positive_ints:
+        if int(getattr(config, name)) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1; got {getattr(config, name)}")
+    for name in ("g_lr", "d_lr"):
+        if not getattr(config, name) > 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be > 0; got {getattr(config, name)}")
+    for name in ("beta1", "beta2"):
+        if not 0 <= getattr(config, name) < 1:
+            raise UsageError(f"--{name} must be in [0, 1); got {getattr(config, name)}")
+    if config.clip is not None and not config.clip > 0:
+        raise UsageError(f"--clip must be > 0; got {config.clip}")
+    if config.instance_noise < 0:
+        raise UsageError(f"--instance-noise must be >= 0; got {config.instance_noise}")
+    data.validate_name(config.dataset)
+    make_loss(config)
+    make_penalty(config)
+
+
+def build(config, data_shape):
+    """A compiled `GAN` for data of shape `data_shape`, following `config`."""
+    penalty = make_penalty(config)
+    generator, discriminator = networks.build(
+        data_shape,
+        config.latent_dim,
+        batch_norm=penalty is None,  # penalties are per example: no batch norm in D
+        spectral_norm=config.spectral_norm,
+    )
+    gan = GAN(
+        generator,
+        discriminator,
+        latent_dim=config.latent_dim,
+        d_steps=config.d_steps,
+        instance_noise=config.instance_noise,
+        seed=config.seed,
+    )
+
+    def adam(lr):
+        return keras.optimizers.Adam(lr, beta_1=config.beta1, beta_2=config.beta2)
+
+    gan.compile(
+        d_optimizer=adam(config.d_lr),
+        g_optimizer=adam(config.g_lr),
+        loss=make_loss(config),
+        penalty=penalty,
+        weight_clip=config.clip,
+    )
+    return gan
+
+
+def _write_json(value, path):
+    """Writes JSON atomically (temporary file + rename)."""
+    staging = f"{path}.tmp-{os.getpid()}"
+    with open(staging, "w") as handle:
+        json.dump(value, handle, indent=2)
+        handle.write("\n")
+    os.replace(staging, path)
+
+
+def train(config, verbose="auto", print_fn=print):
+    """Trains, exports and reports one run.
+
+    Args:
+        config: a `TrainConfig`.
+        verbose: Keras `fit` verbosity ("auto": progress bar on a terminal, a line per epoch
+            otherwise).
+        print_fn: where the final summary goes.
+
+    Returns:
+        A dict: the paths written and the final metrics.
+    """
+    config = config.resolved()
+    validate(config)
+    keras.utils.set_random_seed(config.seed)
+    dataset = data.load(config.dataset, data_dir=config.data_dir, image_size=config.image_size, seed=config.seed)
+    pipeline = data.pipeline(dataset, config.batch_size, config.d_steps, seed=config.seed)
+    gan = build(config, dataset.shape)
+
+    run_dir = os.path.join(config.output, config.run_name)
+    logdir = os.path.join(config.logdir, config.run_name)
+    os.makedirs(run_dir, exist_ok=True)
+    reference = None
+    if dataset.kind == "points":
+        reference = next(iter(dataset.data.batch(1000))).numpy()
+    fit_callbacks = [
+        # update_freq=1: losses every step. (With update_freq=N > 1, Keras 3.15 writes the
+        # epoch scalars only when the step count happens to be a multiple of N.)
+        keras.callbacks.TensorBoard(logdir, update_freq=1, write_graph=False),
+        callbacks.SampleGrid(logdir, num_samples=64 if dataset.kind == "images" else 1000, seed=config.seed, reference=reference),
+    ]
+    if verbose == "auto":
+        verbose = 1 if os.isatty(1) else 2
+    start = time.time()
+    history = gan.fit(pipeline, epochs=config.epochs, callbacks=fit_callbacks, verbose=verbose, shuffle=False)
+    seconds = time.time() - start
+    final = {name: float(values[-1]) for name, values in history.history.items()}
+
+    generator_dir = export.export_generator(gan.generator, os.path.join(run_dir, "generator"))
+    samples = gan.generate(64 if dataset.kind == "images" else 2500, seed=config.seed)
+    samples_png = plots.save_png(plots.sample_picture(samples, reference), os.path.join(run_dir, "samples.png"))
+    report = {
+        "config": config.to_dict(),
+        "kgan_version": kgan.__version__,
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+        "dataset": {"name": dataset.name, "shape": list(dataset.shape), "num_examples": dataset.num_examples},
+        "epochs_trained": len(history.epoch),
+        "steps_per_epoch": data.steps_per_epoch(dataset, config.batch_size, config.d_steps),
+        "train_seconds": round(seconds, 1),
+        "final": final,
+        "history": {name: [float(v) for v in values] for name, values in history.history.items()},
+    }
+    config_json = os.path.join(run_dir, "config.json")
+    _write_json(report, config_json)
+
+    outputs = {
+        "generator": generator_dir,
+        "config": os.path.abspath(config_json),
+        "samples": os.path.abspath(samples_png),
+        "tensorboard": os.path.abspath(logdir),
+    }
+    losses_line = ", ".join(f"{k} {v:.4f}" for k, v in final.items())
+    print_fn(f"\nkgan: trained {config.run_name} for {len(history.epoch)} epochs in {seconds:.0f} s ({losses_line})")
+    print_fn(f"  generator (SavedModel): {outputs['generator']}")
+    print_fn(f"  config and metrics:     {outputs['config']}")
+    print_fn(f"  samples:                {outputs['samples']}")
+    print_fn(f"  TensorBoard:            tensorboard --logdir {outputs['tensorboard']}")
+    return {"outputs": outputs, "final": final, "seconds": seconds, "gan": gan}

@@ -1,0 +1,106 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from kgan import data
+from kgan.errors import UsageError
+
+
+def test_digits_is_embedded_real_images_in_unit_range():
+    dataset = data.load("digits")
+    assert dataset.shape == (8, 8, 1) and dataset.num_examples == 1797 and dataset.kind == "images"
+    images = np.stack(list(dataset.data.as_numpy_iterator()))
+    assert images.shape == (1797, 8, 8, 1)
+    assert images.min() == -1.0 and images.max() == 1.0
+    from sklearn.datasets import load_digits
+
+    np.testing.assert_allclose((images[5, :, :, 0] + 1) * 8, load_digits().images[5])
+    assert data.load("digits", image_size=16).shape == (16, 16, 1)
+
+
+def test_ring8_protocol():
+    modes, std = data.mixture_modes("ring8")
+    assert std == 0.01 and modes.shape == (8, 2)
+    assert len({tuple(np.round(m, 6)) for m in modes}) == 8  # no repeated endpoint
+    np.testing.assert_allclose(np.linalg.norm(modes, axis=1), 1.0)
+    np.testing.assert_allclose(modes[2], [0.0, 1.0], atol=1e-12)
+    points, which = data.mixture_samples("ring8", 20000, seed=0)
+    residual = points - modes[which]
+    assert abs(residual.std() - 0.01) < 5e-4
+    assert np.all(np.bincount(which, minlength=8) > 2000)
+
+
+def test_grid25_protocol_and_dataset():
+    modes, std = data.mixture_modes("grid25")
+    assert std == 0.05 and modes.shape == (25, 2)
+    assert sorted({x for x, _ in modes}) == [-4, -2, 0, 2, 4]
+    dataset = data.load("grid25", seed=1)
+    assert dataset.shape == (2,) and dataset.num_examples == 100_000 and dataset.kind == "points"
+
+
+def test_pipeline_batches_shuffles_and_drops_remainder():
+    dataset = data.load("digits")
+    batches = list(data.pipeline(dataset, batch_size=64, d_steps=2, seed=0).as_numpy_iterator())
+    assert len(batches) == 1797 // 128 == data.steps_per_epoch(dataset, 64, 2)
+    assert all(b.shape == (128, 8, 8, 1) for b in batches)
+    first_epoch = np.concatenate(batches)
+    second_epoch = np.concatenate(list(data.pipeline(dataset, 64, 2, seed=0).as_numpy_iterator()))
+    np.testing.assert_array_equal(first_epoch, second_epoch)  # seeded: deterministic
+    ordered = np.stack(list(dataset.data.as_numpy_iterator()))[: len(first_epoch)]
+    assert not np.array_equal(first_epoch, ordered)  # shuffled
+    with pytest.raises(UsageError, match="fewer than one step"):
+        data.pipeline(dataset, batch_size=1000, d_steps=2)
+
+
+def test_folder_dataset(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    dataset = data.load(f"folder:{tmp_path}", image_size=16)
+    images = np.stack(list(dataset.data.as_numpy_iterator()))
+    assert dataset.shape == (16, 16, 3) and images.shape == (5, 16, 16, 3)
+    assert images.min() >= -1 and images.max() <= 1
+    with pytest.raises(UsageError, match="does not exist"):
+        data.load(f"folder:{tmp_path / 'missing'}")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="No images"):
+        data.load(f"folder:{tmp_path / 'empty'}")
+
+
+def test_unknown_names_and_sizes():
+    with pytest.raises(UsageError, match="unknown dataset 'nope'"):
+        data.load("nope")
+    with pytest.raises(UsageError, match="image size"):
+        data.load("digits", image_size=12)
+
+
+def test_tfds_dataset_through_mock_data(monkeypatch):
+    import tensorflow_datasets as tfds
+
+    # mock_data replaces download_and_prepare and as_dataset; let the network probe pass too.
+    monkeypatch.setattr(data, "_network_available", lambda *a, **k: True)
+    with tfds.testing.mock_data(num_examples=10):
+        dataset = data.load("cifar10")
+        images = np.stack(list(dataset.data.as_numpy_iterator()))
+    assert dataset.shape == (32, 32, 3) and images.shape == (10, 32, 32, 3)
+    assert images.min() >= -1 and images.max() <= 1
+
+
+def test_tfds_offline_fails_fast_with_one_clear_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "_network_available", lambda *a, **k: False)
+    with pytest.raises(UsageError) as error:
+        data.load("mnist", data_dir=str(tmp_path))
+    message = str(error.value)
+    assert "\n" not in message and "mnist" in message and "--data-dir" in message and "no network" in message
+
+
+def test_network_probe_is_false_offline():
+    # This machine has no network but the package registries: the probe must say so quickly.
+    assert data._network_available(timeout=2.0) in (False, True)
+    assert data._network_available("host.invalid", 443, timeout=1.0) is False
+
+
+def test_tfds_names_are_registered():
+    assert set(data.TFDS_NAMES) == {"mnist", "fashion_mnist", "cifar10", "svhn_cropped", "celeb_a"}
+    assert isinstance(data.load("ring8").data, tf.data.Dataset)
