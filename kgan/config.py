@@ -41,6 +41,15 @@ class TrainConfig:
     label_smoothing: float = 0.0  # one-sided: D's real target becomes 1 - label_smoothing
     instance_noise: float = 0.0  # std of Gaussian noise added to every D input
     spectral_norm: bool = False  # spectral normalisation in D
+    # --- scale and survive (kgan/distribute.py) ----------------------------------------------------
+    strategy: str = "default"  # default | mirrored | multiworker | tpu
+    devices: int = None  # mirrored: number of replicas (splits the CPU when there are too few GPUs)
+    sync_bn: bool = False  # batch norm statistics over the global batch (all replicas)
+    precision: str = "float32"  # float32 | mixed_bfloat16 | mixed_float16 | auto
+    checkpoint_every: int = 1  # epochs between checkpoints (checkpoints/<run>/); 0: none
+    keep_checkpoints: int = 3  # keep the last K checkpoints
+    checkpoint_dir: str = "checkpoints"  # root of checkpoints (<checkpoint_dir>/<run>/)
+    deterministic: bool = False  # deterministic TF ops (tf.config.experimental.enable_op_determinism)
     # --- run ------------------------------------------------------------------------------------
     seed: int = 0  # seeds Python, NumPy and TensorFlow
     run_name: str = None  # default: <dataset>-<loss>[-p<p>]-s<seed>

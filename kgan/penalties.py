@@ -10,6 +10,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from kgan import distribute
+
 
 def _squared_input_gradient_norm(discriminator, inputs, training):
     """sum over non-batch axes of (dD(x)/dx)^2, per example, in float32."""
@@ -74,8 +76,12 @@ class GradientPenalty(Penalty):
         real = ops.cast(real, "float32")
         fake = ops.cast(fake, "float32")
         if alpha is None:
-            shape = (ops.shape(real)[0],) + (1,) * (len(real.shape) - 1)
-            alpha = keras.random.uniform(shape, seed=self.seed)
+            # Drawn for the GLOBAL batch on every replica (same seed), each keeping its slice:
+            # the interpolates do not depend on the number of replicas.
+            replica_id, num_replicas = distribute.replica()
+            batch = ops.shape(real)[0]
+            shape = (batch * num_replicas,) + (1,) * (len(real.shape) - 1)
+            alpha = keras.random.uniform(shape, seed=self.seed)[replica_id * batch : (replica_id + 1) * batch]
         return real + alpha * (fake - real)
 
     def __call__(self, discriminator, real, fake, training=True, alpha=None):

@@ -219,11 +219,18 @@ def _tfds(name, data_dir, image_size):
 # Pipeline.
 
 
-def pipeline(dataset, batch_size, d_steps=1, seed=None, shuffle_buffer=None, cache=True):
+def pipeline(dataset, batch_size, d_steps=1, seed=None, shuffle_buffer=None, cache=True, initial_epoch=None,
+             epochs=None):
     """The training pipeline: cache, shuffle each epoch, batch `d_steps * batch_size`, prefetch.
 
     Batches are dropped at the remainder so every step sees full batches (a step's d_steps
     critic updates each take `batch_size` of them).
+
+    With `initial_epoch` and `epochs` (ints) the pipeline is EPOCH-DETERMINISTIC, for resumable
+    training: epochs `initial_epoch .. epochs - 1` one after the other, epoch e shuffled with its
+    own seed derived from (`seed`, e), so epoch e has the same batches whether or not training
+    was interrupted before it. Give `fit` `steps_per_epoch=steps_per_epoch(...)` (Keras then
+    keeps the iterator across epochs).
 
     Args:
         dataset: a `Dataset`.
@@ -249,6 +256,16 @@ def pipeline(dataset, batch_size, d_steps=1, seed=None, shuffle_buffer=None, cac
     if cache:
         data = data.cache()
     buffer = shuffle_buffer or min(dataset.num_examples, 100_000)
+    if initial_epoch is not None:
+        # Python-int seeds per epoch, concatenated (a tensor seed from Dataset.range().flat_map
+        # breaks tf's seed logic under op determinism when the global seed is 0).
+        base, seed = data, int(seed or 0)
+        chain = None
+        for e in range(int(initial_epoch), max(int(epochs), int(initial_epoch) + 1)):
+            epoch_seed = (seed * 1_000_003 + e) % (2**31 - 1)
+            batches = base.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False).batch(step, drop_remainder=True)
+            chain = batches if chain is None else chain.concatenate(batches)
+        return chain.prefetch(tf.data.AUTOTUNE)
     data = data.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     data = data.batch(step, drop_remainder=True)
     return data.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,184 @@
+"""Distribution strategies by name, CPU splitting, and the mixed-precision policy by name.
+
+    get_strategy("default")             the default (one device) strategy
+    get_strategy("mirrored")            MirroredStrategy over the visible GPUs (or the CPU)
+    get_strategy("mirrored", devices=2) ... over 2 logical CPU devices (tests, demos)
+    get_strategy("multiworker")         MultiWorkerMirroredStrategy from TF_CONFIG
+    get_strategy("tpu")                 TPUStrategy through the TPU cluster resolver
+
+Global batch = `--batch-size`: `fit` splits each batch across the replicas, and `GAN` reduces
+its per-example losses with `tf.nn.compute_average_loss` (sum / global batch), so a step on R
+replicas equals a step on one replica with the same global batch.
+
+`--devices N` must take effect before TensorFlow initialises its devices (the first op, the
+first `tf.config.list_logical_devices`): call `get_strategy` before building anything.
+"""
+
+import os
+
+import tensorflow as tf
+
+from kgan.errors import UsageError
+
+STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
+
+
+def split_cpu(devices):
+    """Splits the first physical CPU into `devices` logical CPUs (before TF initialises them).
+
+    Raises:
+        UsageError: if TensorFlow's devices are already initialised with a different split.
+    """
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(devices)]
+        )
+    except RuntimeError:  # already initialised: fine if it already has the requested split
+        if len(tf.config.list_logical_devices("CPU")) != devices:
+            raise UsageError(
+                f"--devices {devices}: TensorFlow's devices were initialised before the CPU could "
+                "be split (start a new process)"
+            ) from None
+    return [f"/cpu:{i}" for i in range(devices)]
+
+
+def get_strategy(name="default", devices=None):
+    """A `tf.distribute.Strategy` by name.
+
+    Args:
+        name: one of `STRATEGIES`.
+        devices: with "mirrored": the number of replicas. On a machine without GPUs (or with
+            fewer than `devices`) the CPU is split into that many logical devices. None: all
+            visible GPUs, or the CPU.
+
+    Returns:
+        The strategy; build and compile the model inside `strategy.scope()`.
+
+    Raises:
+        UsageError: unknown name, bad device count, TF_CONFIG missing for "multiworker", or no
+            TPU found.
+    """
+    if name not in STRATEGIES:
+        raise UsageError(f"unknown strategy {name!r}: choose one of {', '.join(STRATEGIES)}")
+    if devices is not None and int(devices) < 1:
+        raise UsageError(f"--devices must be >= 1; got {devices}")
+    if devices is not None and name != "mirrored":
+        raise UsageError(f"--devices applies to --strategy mirrored only (got --strategy {name})")
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_physical_devices("GPU")
+        if devices is None:
+            return tf.distribute.MirroredStrategy() if gpus else tf.distribute.MirroredStrategy(["/cpu:0"])
+        devices = int(devices)
+        if len(gpus) >= devices:
+            return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(devices)])
+        # CPU replicas: MirroredStrategy's default NCCL all-reduce is GPU-only.
+        return tf.distribute.MirroredStrategy(
+            split_cpu(devices), cross_device_ops=tf.distribute.ReductionToOneDevice()
+        )
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise UsageError(
+                "--strategy multiworker needs the TF_CONFIG environment variable "
+                '(e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}})'
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    try:  # tpu
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, tf.errors.NotFoundError) as error:
+        raise UsageError(f"--strategy tpu: no TPU found ({error})") from None
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def synchronize_batch_norm(model):
+    """Makes every `BatchNormalization` layer of `model` use GLOBAL batch statistics (`--sync-bn`).
+
+    Under a multi-replica strategy each replica otherwise normalises with its own slice's mean and
+    variance, so training differs from one replica with the same global batch. Call it before the
+    first training step (the layers read `synchronized` when the step is traced).
+
+    Returns:
+        The number of layers changed.
+    """
+    import keras
+
+    count = 0
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True
+            count += 1
+    return count
+
+
+def replica():
+    """(replica id, number of replicas in sync) in the current replica context; (0, 1) outside."""
+    context = tf.distribute.get_replica_context()
+    if context is None:  # cross-replica context: treat as a single replica
+        return 0, 1
+    return context.replica_id_in_sync_group, context.num_replicas_in_sync
+
+
+def _cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def auto_precision():
+    """(policy name, reason): the fastest mixed-precision policy for the hardware found.
+
+    GPUs: compute capability >= 8.0 (Ampere and later) -> mixed_bfloat16; >= 7.0 (Volta,
+    Turing: float16 tensor cores) -> mixed_float16. CPUs with AMX (amx_bf16 in /proc/cpuinfo:
+    Sapphire Rapids and later) -> mixed_bfloat16. Otherwise float32 (on CPUs without AMX,
+    bfloat16 is emulated or converted and rarely faster).
+    """
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability") or (0, 0)
+        if tuple(capability) >= (8, 0):
+            return "mixed_bfloat16", f"GPU compute capability {capability[0]}.{capability[1]} (bfloat16)"
+        if tuple(capability) >= (7, 0):
+            return "mixed_float16", f"GPU compute capability {capability[0]}.{capability[1]} (float16 tensor cores)"
+        return "float32", f"GPU compute capability {capability[0]}.{capability[1]} (no fast 16-bit math)"
+    if "amx_bf16" in _cpu_flags():
+        return "mixed_bfloat16", "CPU with AMX (amx_bf16)"
+    return "float32", "CPU without AMX (no amx_bf16 in /proc/cpuinfo)"
+
+
+def set_precision(name):
+    """Sets Keras' global dtype policy by name (before building the networks).
+
+    Args:
+        name: one of `PRECISIONS`; "auto" picks with `auto_precision`.
+
+    Returns:
+        (policy name set, reason it was chosen or None).
+    """
+    import keras
+
+    if name not in PRECISIONS:
+        raise UsageError(f"unknown precision {name!r}: choose one of {', '.join(PRECISIONS)}")
+    reason = None
+    if name == "auto":
+        name, reason = auto_precision()
+    keras.mixed_precision.set_global_policy(name)
+    return name, reason
+
+
+def is_chief(strategy):
+    """True on the worker that writes (checkpoints, exports): always, except multi-worker non-chiefs."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type is None or task_type == "chief" or (task_type == "worker" and task_id == 0)
