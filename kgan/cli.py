@@ -57,23 +57,6 @@ def add_train_arguments(parser):
     group.add_argument("--instance-noise", type=float, default=d.instance_noise,
                        help="std of Gaussian noise on D's inputs (default: %(default)s)")
     group.add_argument("--spectral-norm", action="store_true", help="spectral normalisation in D")
-    group = parser.add_argument_group("scale and survive")
-    group.add_argument("--strategy", choices=("default", "mirrored", "multiworker", "tpu"), default=d.strategy,
-                       help="default: one device; mirrored: all GPUs (or --devices); multiworker: from TF_CONFIG; "
-                            "tpu (default: %(default)s)")
-    group.add_argument("--devices", type=int, default=d.devices, metavar="N",
-                       help="mirrored: N replicas; without N GPUs the CPU is split into N logical devices")
-    group.add_argument("--sync-bn", action="store_true", help="batch norm statistics over all replicas")
-    group.add_argument("--precision", choices=("float32", "mixed_bfloat16", "mixed_float16", "auto"),
-                       default=d.precision, help="auto: what is fastest on this hardware (default: %(default)s)")
-    group.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, metavar="EPOCHS",
-                       help="epochs between checkpoints; 0: none (default: %(default)s)")
-    group.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints, metavar="K",
-                       help="keep the last K checkpoints (default: %(default)s)")
-    group.add_argument("--checkpoint-dir", default=d.checkpoint_dir,
-                       help="root of checkpoints; a run with the same --run-name resumes (default: %(default)s)")
-    group.add_argument("--deterministic", action="store_true",
-                       help="deterministic TensorFlow ops: the same command gives the same weights (slower)")
     group = parser.add_argument_group("run")
     group.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
     group.add_argument("--run-name", default=d.run_name, help="default: <dataset>-<loss>[-p<p>]-s<seed>")
@@ -124,8 +107,46 @@ def run_train(args):
     return 0
 
 
+def add_generate_arguments(parser):
+    parser.add_argument("--model", required=True, help="an exported generator (saved_models/<run>/generator)")
+    parser.add_argument("--out", required=True, help="NAME.png (a picture) or NAME.npz (the arrays)")
+    parser.add_argument("--num", type=int, default=64, help="number of samples (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same samples (default: %(default)s)")
+    parser.add_argument("--truncation", type=float, default=0.0,
+                        help="truncation trick: latent components within [-T, T]; 0: none (default: %(default)s)")
+    parser.add_argument("--interpolate", type=int, metavar="K",
+                        help="write latent interpolations of K steps instead: a linear and a spherical row per pair")
+    parser.add_argument("--pairs", type=int, default=4, help="pairs of endpoints for --interpolate (default: %(default)s)")
+
+
+def run_generate(args):
+    import_tensorflow_quietly()
+    from kgan import generate
+
+    generate.generate(args.model, args.out, num=args.num, seed=args.seed, truncation=args.truncation,
+                      interpolate_steps=args.interpolate, pairs=args.pairs)
+    print(f"kgan: wrote {os.path.abspath(args.out)}")
+    return 0
+
+
+def add_export_arguments(parser):
+    parser.add_argument("--run", required=True, metavar="NAME", help="run name (a folder under --output)")
+    parser.add_argument("--output", default=TrainConfig().output, help="root of exported models (default: %(default)s)")
+
+
+def run_export(args):
+    import_tensorflow_quietly()
+    from kgan import generate
+
+    path = generate.export_run(args.run, args.output)
+    print(f"kgan: exported {args.run} to {path}")
+    return 0
+
+
 COMMANDS = {
     "train": ("train a GAN (the paper's defaults; embedded digits data)", add_train_arguments, run_train),
+    "generate": ("samples or latent interpolations from an exported generator", add_generate_arguments, run_generate),
+    "export": ("export a run's generator again from its saved weights", add_export_arguments, run_export),
 }
 
 
