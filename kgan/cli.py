@@ -57,6 +57,23 @@ def add_train_arguments(parser):
     group.add_argument("--instance-noise", type=float, default=d.instance_noise,
                        help="std of Gaussian noise on D's inputs (default: %(default)s)")
     group.add_argument("--spectral-norm", action="store_true", help="spectral normalisation in D")
+    group = parser.add_argument_group("scale and survive")
+    group.add_argument("--strategy", choices=("default", "mirrored", "multiworker", "tpu"), default=d.strategy,
+                       help="default: one device; mirrored: all GPUs (or --devices); multiworker: from TF_CONFIG; "
+                            "tpu (default: %(default)s)")
+    group.add_argument("--devices", type=int, default=d.devices, metavar="N",
+                       help="mirrored: N replicas; without N GPUs the CPU is split into N logical devices")
+    group.add_argument("--sync-bn", action="store_true", help="batch norm statistics over all replicas")
+    group.add_argument("--precision", choices=("float32", "mixed_bfloat16", "mixed_float16", "auto"),
+                       default=d.precision, help="auto: what is fastest on this hardware (default: %(default)s)")
+    group.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, metavar="EPOCHS",
+                       help="epochs between checkpoints; 0: none (default: %(default)s)")
+    group.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints, metavar="K",
+                       help="keep the last K checkpoints (default: %(default)s)")
+    group.add_argument("--checkpoint-dir", default=d.checkpoint_dir,
+                       help="root of checkpoints; a run with the same --run-name resumes (default: %(default)s)")
+    group.add_argument("--deterministic", action="store_true",
+                       help="deterministic TensorFlow ops: the same command gives the same weights (slower)")
     group = parser.add_argument_group("run")
     group.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
     group.add_argument("--run-name", default=d.run_name, help="default: <dataset>-<loss>[-p<p>]-s<seed>")

@@ -15,8 +15,8 @@ import keras
 import tensorflow as tf
 
 import kgan
-from kgan import callbacks, data, export, losses, networks, penalties, plots
-from kgan.errors import UsageError
+from kgan import callbacks, checkpoint, data, distribute, export, losses, networks, penalties, plots
+from kgan.errors import DivergedError, UsageError
 from kgan.gan import GAN
 
 
@@ -70,6 +70,17 @@ def validate(config):
         raise UsageError(f"--clip must be > 0; got {config.clip}")
     if config.instance_noise < 0:
         raise UsageError(f"--instance-noise must be >= 0; got {config.instance_noise}")
+    if config.strategy not in distribute.STRATEGIES:
+        raise UsageError(f"unknown strategy {config.strategy!r}: choose one of {', '.join(distribute.STRATEGIES)}")
+    if config.devices is not None and (int(config.devices) < 1 or config.strategy != "mirrored"):
+        raise UsageError(f"--devices must be >= 1 and needs --strategy mirrored; got --devices {config.devices} "
+                         f"--strategy {config.strategy}")
+    if config.precision not in distribute.PRECISIONS:
+        raise UsageError(f"unknown precision {config.precision!r}: choose one of {', '.join(distribute.PRECISIONS)}")
+    if int(config.checkpoint_every) < 0:
+        raise UsageError(f"--checkpoint-every must be >= 0; got {config.checkpoint_every}")
+    if int(config.keep_checkpoints) < 1:
+        raise UsageError(f"--keep-checkpoints must be >= 1; got {config.keep_checkpoints}")
     data.validate_name(config.dataset)
     make_loss(config)
     make_penalty(config)
@@ -84,6 +95,9 @@ def build(config, data_shape):
         batch_norm=penalty is None,  # penalties are per example: no batch norm in D
         spectral_norm=config.spectral_norm,
     )
+    if config.sync_bn:
+        distribute.synchronize_batch_norm(generator)
+        distribute.synchronize_batch_norm(discriminator)
     gan = GAN(
         generator,
         discriminator,
@@ -94,7 +108,10 @@ def build(config, data_shape):
     )
 
     def adam(lr):
-        return keras.optimizers.Adam(lr, beta_1=config.beta1, beta_2=config.beta2)
+        optimizer = keras.optimizers.Adam(lr, beta_1=config.beta1, beta_2=config.beta2)
+        if keras.mixed_precision.global_policy().name == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # GAN applies scale_loss
+        return optimizer
 
     gan.compile(
         d_optimizer=adam(config.d_lr),
@@ -104,6 +121,36 @@ def build(config, data_shape):
         weight_clip=config.clip,
     )
     return gan
+
+
+#: Config fields a checkpoint must agree on to be resumed (the others may change, e.g. --epochs).
+RESUME_FIELDS = ("loss", "p", "minkowski_activation", "dataset", "image_size", "batch_size", "latent_dim",
+                 "d_steps", "clip", "gp", "r1", "label_smoothing", "instance_noise", "spectral_norm", "seed")
+
+
+def _check_resumable(config, state, path):
+    saved = state.get("config", {})
+    for name in RESUME_FIELDS:
+        if name in saved and saved[name] != getattr(config, name):
+            raise UsageError(
+                f"{path} was written with --{name.replace('_', '-')} {saved[name]}, not {getattr(config, name)}: "
+                "use another --run-name, or delete that directory to start again"
+            )
+
+
+def _diverged_message(config, diverged, checkpoints, gan):
+    """Restores the last good checkpoint into `gan` and says what happened (DivergedError's text)."""
+    message = (
+        f"training diverged at step {diverged['step']} (epoch {diverged['epoch']}): "
+        f"{diverged['what']} is {diverged['value']}"
+    )
+    latest = checkpoints.latest()
+    if latest is not None:
+        state = checkpoints.restore(gan, latest)
+        message += f"; restored the last good checkpoint {latest} (epoch {state['epoch']})"
+    else:
+        message += "; there was no checkpoint yet"
+    return message + "; nothing was exported. Try lower --g-lr/--d-lr, --gp or --clip"
 
 
 def _write_json(value, path):
@@ -129,10 +176,37 @@ def train(config, verbose="auto", print_fn=print):
     """
     config = config.resolved()
     validate(config)
+    # Before TensorFlow initialises its devices (--devices splits the CPU).
+    strategy = distribute.get_strategy(config.strategy, config.devices)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
     dataset = data.load(config.dataset, data_dir=config.data_dir, image_size=config.image_size, seed=config.seed)
-    pipeline = data.pipeline(dataset, config.batch_size, config.d_steps, seed=config.seed)
-    gan = build(config, dataset.shape)
+    previous_policy = keras.mixed_precision.global_policy()
+    policy, reason = distribute.set_precision(config.precision)
+    if reason:
+        print_fn(f"kgan: --precision auto chose {policy}: {reason}")
+    try:  # the layers keep their dtype policy; the global one is restored for the caller
+        with strategy.scope():
+            gan = build(config, dataset.shape)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+    steps_per_epoch = data.steps_per_epoch(dataset, config.batch_size, config.d_steps)
+
+    # Resume: the newest checkpoint of this run name, if any (G, D, optimizers, seeds, epoch).
+    checkpoints = checkpoint.Checkpoints(
+        os.path.join(config.checkpoint_dir, config.run_name), keep=config.keep_checkpoints,
+        write=distribute.is_chief(strategy),
+    )
+    initial_epoch = 0
+    latest = checkpoints.latest()
+    if latest is not None:
+        _check_resumable(config, checkpoints.read_state(latest), latest)
+        initial_epoch = checkpoints.restore(gan, latest)["epoch"]
+        print_fn(f"kgan: resuming {config.run_name} from epoch {initial_epoch} ({latest})")
+    # Epoch-deterministic: epoch e has the same batches whether or not the run was interrupted.
+    pipeline = data.pipeline(dataset, config.batch_size, config.d_steps, seed=config.seed,
+                             initial_epoch=initial_epoch, epochs=config.epochs)
 
     run_dir = os.path.join(config.output, config.run_name)
     logdir = os.path.join(config.logdir, config.run_name)
@@ -146,11 +220,21 @@ def train(config, verbose="auto", print_fn=print):
         keras.callbacks.TensorBoard(logdir, update_freq=1, write_graph=False),
         callbacks.SampleGrid(logdir, num_samples=64 if dataset.kind == "images" else 1000, seed=config.seed, reference=reference),
     ]
+    guard = checkpoint.DivergenceGuard(steps_per_epoch)
+    fit_callbacks.insert(0, guard)
+    if config.checkpoint_every:
+        fit_callbacks.append(checkpoint.CheckpointCallback(
+            checkpoints, every=config.checkpoint_every, guard=guard, extra={"config": config.to_dict()}))
     if verbose == "auto":
         verbose = 1 if os.isatty(1) else 2
     start = time.time()
-    history = gan.fit(pipeline, epochs=config.epochs, callbacks=fit_callbacks, verbose=verbose, shuffle=False)
+    history = gan.fit(
+        pipeline, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+        callbacks=fit_callbacks, verbose=verbose, shuffle=False,
+    )
     seconds = time.time() - start
+    if guard.diverged is not None:
+        raise DivergedError(_diverged_message(config, guard.diverged, checkpoints, gan))
     final = {name: float(values[-1]) for name, values in history.history.items()}
 
     samples = gan.generate(64 if dataset.kind == "images" else 2500, seed=config.seed)
