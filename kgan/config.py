@@ -12,7 +12,7 @@ import json
 #: Loss names accepted by `--loss` (kgan.losses.get takes these and the class names).
 LOSSES = ("minimax", "non_saturating", "wasserstein", "least_squares", "hinge", "minkowski")
 #: Dataset names accepted by `--dataset`, besides folder:PATH (kgan.data loads them).
-DATASETS = ("digits", "ring8", "grid25", "mnist", "fashion_mnist", "cifar10", "svhn_cropped", "celeb_a")
+DATASETS = ("digits", "stacked_digits", "ring8", "grid25", "mnist", "fashion_mnist", "cifar10", "svhn_cropped", "celeb_a")
 
 
 @dataclasses.dataclass
@@ -22,7 +22,7 @@ class TrainConfig:
     p: float = 4.0  # Minkowski order (finite, >= 1); the paper's best is 4
     minkowski_activation: str = "sigmoid"  # sigmoid: D is a probability (paper); linear: raw output
     # --- data ---------------------------------------------------------------------------------
-    dataset: str = "digits"  # digits | ring8 | grid25 | mnist | fashion_mnist | cifar10 | svhn_cropped | celeb_a | folder:PATH
+    dataset: str = "digits"  # digits | stacked_digits | ring8 | grid25 | mnist | fashion_mnist | cifar10 | svhn_cropped | celeb_a | folder:PATH
     data_dir: str = None  # TensorFlow Datasets directory (prepared data, downloads)
     image_size: int = None  # 8 | 16 | 32 | 64; None: the dataset's size rounded up to one of these
     # --- optimisation (paper, Table 1) -----------------------------------------------------------

@@ -19,6 +19,19 @@ def test_digits_is_embedded_real_images_in_unit_range():
     assert data.load("digits", image_size=16).shape == (16, 16, 1)
 
 
+def test_stacked_digits_are_three_independent_digits():
+    images, labels = data.stacked_digits_arrays(3000, seed=0)
+    digits, digit_labels = data.digits_arrays()
+    assert images.shape == (3000, 8, 8, 3) and labels.shape == (3000, 3)
+    for i in (0, 1, 2999):  # every channel is one of the real digits, with its label
+        for c in range(3):
+            match = np.flatnonzero(np.all(digits[..., 0] == images[i, :, :, c], axis=(1, 2)))
+            assert match.size and labels[i, c] in digit_labels[match]
+    triples = {tuple(t) for t in labels}
+    assert len(triples) > 900  # 3000 draws over 1000 modes: ~950 distinct expected
+    assert data.load("stacked_digits").shape == (8, 8, 3)
+
+
 def test_ring8_protocol():
     modes, std = data.mixture_modes("ring8")
     assert std == 0.01 and modes.shape == (8, 2)
