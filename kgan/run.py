@@ -203,6 +203,9 @@ def train(config, verbose="auto", print_fn=print):
     if latest is not None:
         _check_resumable(config, checkpoints.read_state(latest), latest)
         initial_epoch = checkpoints.restore(gan, latest)["epoch"]
+        # The learning rates are the command's (they may be changed to resume, e.g. after divergence).
+        gan.d_optimizer.learning_rate = config.d_lr
+        gan.g_optimizer.learning_rate = config.g_lr
         print_fn(f"kgan: resuming {config.run_name} from epoch {initial_epoch} ({latest})")
     # Epoch-deterministic: epoch e has the same batches whether or not the run was interrupted.
     pipeline = data.pipeline(dataset, config.batch_size, config.d_steps, seed=config.seed,
