@@ -44,6 +44,9 @@ class GAN(keras.Model):
         instance_noise: std of Gaussian noise added to every discriminator input, real and
             generated (Sonderby et al. 2016; Arjovsky & Bottou 2017); 0 disables it.
         seed: int seed for the noise (latent, instance noise).
+        track_gradient_norms: log `d_grad_norm` and `g_grad_norm`, the global norms of the
+            discriminator's and generator's gradients (mean over the epoch's updates), to the
+            history and TensorBoard: the diagnostic of the Minkowski paper's Figure 1.
 
     Example:
 
@@ -65,6 +68,7 @@ class GAN(keras.Model):
         d_steps=1,
         instance_noise=0.0,
         seed=None,
+        track_gradient_norms=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -84,6 +88,9 @@ class GAN(keras.Model):
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.penalty_tracker = keras.metrics.Mean(name="penalty")
+        self.track_gradient_norms = bool(track_gradient_norms)
+        self.d_grad_norm_tracker = keras.metrics.Mean(name="d_grad_norm")
+        self.g_grad_norm_tracker = keras.metrics.Mean(name="g_grad_norm")
         self.loss_fn = None
         self.penalty = None
         self.weight_clip = None
@@ -150,6 +157,8 @@ class GAN(keras.Model):
         trackers = [self.d_loss_tracker, self.g_loss_tracker]
         if self.penalty is not None:
             trackers.append(self.penalty_tracker)
+        if self.track_gradient_norms:
+            trackers += [self.d_grad_norm_tracker, self.g_grad_norm_tracker]
         return trackers
 
     def call(self, z, training=False):
@@ -193,7 +202,9 @@ class GAN(keras.Model):
                 per_example = per_example + penalty
             loss = self.d_optimizer.scale_loss(self._average(per_example))
         variables = self.discriminator.trainable_variables
-        self.d_optimizer.apply(tape.gradient(loss, variables), variables)
+        gradients = tape.gradient(loss, variables)
+        self._track_norm(self.d_grad_norm_tracker, self.d_optimizer, gradients)
+        self.d_optimizer.apply(gradients, variables)
         return real_outputs
 
     def _generator_step(self, batch, real_outputs):
@@ -204,7 +215,26 @@ class GAN(keras.Model):
             self.g_loss_tracker.update_state(per_example)
             loss = self.g_optimizer.scale_loss(self._average(per_example))
         variables = self.generator.trainable_variables
-        self.g_optimizer.apply(tape.gradient(loss, variables), variables)
+        gradients = tape.gradient(loss, variables)
+        self._track_norm(self.g_grad_norm_tracker, self.g_optimizer, gradients)
+        self.g_optimizer.apply(gradients, variables)
+
+    def _track_norm(self, tracker, optimizer, gradients):
+        """Logs the global norm of the GLOBAL-batch gradient (the paper's Figure 1 quantity).
+
+        Each replica holds a partial sum of the gradient; the norm is taken of their sum
+        (an extra all-reduce, only when tracking), and loss scaling is undone.
+        """
+        if not self.track_gradient_norms:
+            return
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+        norm = tf.linalg.global_norm([ops.cast(g, "float32") for g in gradients if g is not None])
+        scale = getattr(optimizer, "dynamic_scale", None)  # LossScaleOptimizer (float16)
+        if scale is not None:
+            norm = norm / ops.cast(scale, "float32")
+        tracker.update_state(norm)
 
     def train_step(self, data):
         if self.loss_fn is None:
@@ -218,7 +248,21 @@ class GAN(keras.Model):
         for k in range(self.d_steps):
             real_outputs = self._discriminator_step(real[:, k])
         self._generator_step(ops.shape(real)[0], real_outputs)
-        return {m.name: m.result() for m in self.metrics}
+        results = {m.name: m.result() for m in self.metrics}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras 3.15 reduces logged values across workers with strategy.reduce(axis=0),
+            # which fails on scalars: return shape [1] (the reduction gives back a scalar).
+            results = {name: ops.reshape(value, (1,)) for name, value in results.items()}
+        return results
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Skipped: the GAN is built with its networks and its optimizers by `compile`.
+
+        (Keras' symbolic build draws a batch and, under MultiWorkerMirroredStrategy, fails on
+        `strategy.reduce("MEAN", <distributed batch>)` in Keras 3.15.)
+        """
+        if not self.built:
+            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     # ------------------------------------------------------------------------------------------
     # Sampling and serialisation.
@@ -246,6 +290,7 @@ class GAN(keras.Model):
             "d_steps": self.d_steps,
             "instance_noise": self.instance_noise,
             "seed": self.seed,
+            "track_gradient_norms": self.track_gradient_norms,
             "name": self.name,
         }
 

@@ -105,6 +105,7 @@ def build(config, data_shape):
         d_steps=config.d_steps,
         instance_noise=config.instance_noise,
         seed=config.seed,
+        track_gradient_norms=True,  # d_grad_norm / g_grad_norm in the history and TensorBoard
     )
 
     def adam(lr):

@@ -51,6 +51,27 @@ def test_logged_d_loss_is_the_loss_of_the_batch():
     np.testing.assert_allclose(float(model.d_loss_tracker.result()), float(expected), rtol=1e-4)
 
 
+def test_gradient_norms_are_the_global_norms_of_the_batch_gradients():
+    # lr 0: the networks do not move, so the logged norms can be recomputed by hand.
+    keras.utils.set_random_seed(0)
+    generator, discriminator = networks.build((8, 8, 1), 16, batch_norm=False)
+    model = gan.GAN(generator, discriminator, seed=0, track_gradient_norms=True)
+    model.compile(keras.optimizers.SGD(0.0), keras.optimizers.SGD(0.0), loss="hinge")
+    history = model.fit(IMAGES, batch_size=32, epochs=1, verbose=0, shuffle=False).history
+    noise = keras.random.SeedGenerator(0)
+    z_d, z_g = keras.random.normal((32, 16), seed=noise), keras.random.normal((32, 16), seed=noise)
+    loss = losses.Hinge()
+    with tf.GradientTape() as tape:
+        d = tf.reduce_mean(loss.discriminator_loss(discriminator(IMAGES), discriminator(generator(z_d, training=True))))
+    d_norm = tf.linalg.global_norm(tape.gradient(d, discriminator.trainable_variables))
+    with tf.GradientTape() as tape:
+        g = tf.reduce_mean(loss.generator_loss(discriminator(generator(z_g, training=True))))
+    g_norm = tf.linalg.global_norm(tape.gradient(g, generator.trainable_variables))
+    np.testing.assert_allclose(history["d_grad_norm"][0], float(d_norm), rtol=1e-4)
+    np.testing.assert_allclose(history["g_grad_norm"][0], float(g_norm), rtol=1e-4)
+    assert "d_grad_norm" not in tiny_gan().fit(IMAGES, batch_size=32, verbose=0).history
+
+
 def test_d_steps_updates_d_k_times_on_distinct_batches_per_g_update():
     model = tiny_gan("wasserstein", clip=0.01, d_steps=4)
     seen = []
