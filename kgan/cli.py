@@ -114,8 +114,10 @@ def import_tensorflow_quietly():
 def run_train(args):
     config = config_from_args(args).resolved()
     import_tensorflow_quietly()
-    from kgan import run
+    from kgan import distribute, run
 
+    if not args.dry_run:  # first: it configures TensorFlow's devices (--devices, multi-worker)
+        distribute.get_strategy(config.strategy, config.devices)
     run.validate(config)
     if args.dry_run:
         print(config.to_json())

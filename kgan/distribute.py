@@ -44,6 +44,9 @@ def split_cpu(devices):
     return [f"/cpu:{i}" for i in range(devices)]
 
 
+_STRATEGIES = {}
+
+
 def get_strategy(name="default", devices=None):
     """A `tf.distribute.Strategy` by name.
 
@@ -54,7 +57,8 @@ def get_strategy(name="default", devices=None):
             visible GPUs, or the CPU.
 
     Returns:
-        The strategy; build and compile the model inside `strategy.scope()`.
+        The strategy; build and compile the model inside `strategy.scope()`. The same arguments
+        return the same strategy object (a process configures its devices once).
 
     Raises:
         UsageError: unknown name, bad device count, TF_CONFIG missing for "multiworker", or no
@@ -68,6 +72,13 @@ def get_strategy(name="default", devices=None):
         raise UsageError(f"--devices applies to --strategy mirrored only (got --strategy {name})")
     if name == "default":
         return tf.distribute.get_strategy()
+    key = (name, devices)
+    if key not in _STRATEGIES:
+        _STRATEGIES[key] = _make_strategy(name, devices)
+    return _STRATEGIES[key]
+
+
+def _make_strategy(name, devices):
     if name == "mirrored":
         gpus = tf.config.list_physical_devices("GPU")
         if devices is None:

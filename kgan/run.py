@@ -7,8 +7,10 @@ Everything that can fail because of the user's input (names, numbers, files, dow
 checked before anything is written, and raised as `kgan.errors.UsageError`.
 """
 
+import dataclasses
 import json
 import os
+import tempfile
 import time
 
 import keras
@@ -176,9 +178,15 @@ def train(config, verbose="auto", print_fn=print):
         A dict: the paths written and the final metrics.
     """
     config = config.resolved()
-    validate(config)
-    # Before TensorFlow initialises its devices (--devices splits the CPU).
+    # First, before anything makes a TensorFlow op or variable: --devices splits the CPU, and
+    # multi-worker collectives must be configured at start-up.
     strategy = distribute.get_strategy(config.strategy, config.devices)
+    validate(config)
+    if not distribute.is_chief(strategy):
+        # Multi-worker: every worker runs this same program (exports save collectively), but
+        # only the chief's outputs are kept; the others write to a scratch directory.
+        scratch = tempfile.mkdtemp(prefix="kgan-worker-")
+        config = dataclasses.replace(config, output=scratch, logdir=scratch)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
@@ -211,6 +219,10 @@ def train(config, verbose="auto", print_fn=print):
     # Epoch-deterministic: epoch e has the same batches whether or not the run was interrupted.
     pipeline = data.pipeline(dataset, config.batch_size, config.d_steps, seed=config.seed,
                              initial_epoch=initial_epoch, epochs=config.epochs)
+    if config.strategy == "multiworker":  # shard by example, not by file: same batches as one worker
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        pipeline = pipeline.with_options(options)
 
     run_dir = os.path.join(config.output, config.run_name)
     logdir = os.path.join(config.logdir, config.run_name)

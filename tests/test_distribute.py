@@ -58,7 +58,7 @@ def _train(strategy, case, images):
                      rng.uniform(-clip, clip, v.shape).astype(v.dtype))
     initial = [np.asarray(v.numpy()) for v in model.generator.weights + model.discriminator.weights]
     data = tf.data.Dataset.from_tensor_slices(images).batch(BATCH * d_steps, drop_remainder=True)
-    history = model.fit(data, epochs=1, verbose=0).history
+    history = model.fit(data, epochs=1, verbose=0, shuffle=False).history
     weights = [np.asarray(v.numpy()) for v in model.generator.weights + model.discriminator.weights]
     change = max(float(np.abs(a - b).max()) for a, b in zip(weights, initial, strict=True))
     return weights, {k: float(v[-1]) for k, v in history.items()}, model.seed_generator.state.numpy().tolist(), change
@@ -133,5 +133,74 @@ def test_get_strategy_by_name_and_bad_input():
             os.environ["TF_CONFIG"] = env
 
 
+def _free_ports(n):
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def worker(case, out):
+    """One multi-worker process (TF_CONFIG set by the caller): trains `case`, saves its weights."""
+    from kgan import distribute
+
+    strategy = distribute.get_strategy("multiworker")
+    d_steps = CASES[case][3]
+    images = np.random.default_rng(0).uniform(-1, 1, (STEPS * BATCH * d_steps, 2)).astype("float32")
+    weights, history, seeds, _ = _train(strategy, case, images)
+    np.savez(out, *weights, history=json.dumps(history), seeds=json.dumps(seeds),
+             replicas=strategy.num_replicas_in_sync)
+
+
+@pytest.mark.slow
+def test_two_local_workers_hold_identical_weights_equal_to_one_process(tmp_path):
+    import tensorflow as tf
+
+    case = "wgan_gp"
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    procs = []
+    try:
+        for index in range(2):
+            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
+                       TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "tests.test_distribute", "--worker", case, str(tmp_path / f"w{index}.npz")],
+                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            ))
+        outputs = [proc.communicate(timeout=240) for proc in procs]
+    finally:
+        for proc in procs:  # bounded: never leave a worker behind
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err[-3000:]
+
+    workers = [np.load(tmp_path / f"w{index}.npz") for index in range(2)]
+    assert all(int(w["replicas"]) == 2 for w in workers)
+    n = len([k for k in workers[0].files if k.startswith("arr_")])
+    w0, w1 = ([w[f"arr_{i}"] for i in range(n)] for w in workers)
+    assert all(np.array_equal(a, b) for a, b in zip(w0, w1, strict=True)), "the workers' weights differ"
+
+    # One process, one replica, the same global batch: the same weights and logged losses.
+    images = np.random.default_rng(0).uniform(-1, 1, (STEPS * BATCH * CASES[case][3], 2)).astype("float32")
+    single, history, seeds, _ = _train(tf.distribute.get_strategy(), case, images)
+    difference = max(float(np.abs(a - b).max()) for a, b in zip(single, w0, strict=True))
+    print(f"multi-worker: max abs weight difference vs one process = {difference:g}")
+    assert difference < 1e-5
+    assert json.loads(str(workers[0]["seeds"])) == seeds
+    for name, value in history.items():
+        np.testing.assert_allclose(json.loads(str(workers[0]["history"]))[name], value, rtol=1e-5, atol=1e-6)
+
+
 if __name__ == "__main__":
-    print(json.dumps(compare(sys.argv[1:] or list(CASES))))
+    if sys.argv[1:2] == ["--worker"]:
+        worker(sys.argv[2], sys.argv[3])
+    else:
+        print(json.dumps(compare(sys.argv[1:] or list(CASES))))
