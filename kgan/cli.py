@@ -162,10 +162,24 @@ def run_export(args):
     return 0
 
 
+def add_compare_arguments(parser):
+    from kgan import compare
+
+    compare.add_arguments(parser)
+
+
+def run_compare(args):
+    import_tensorflow_quietly()
+    from kgan import compare
+
+    return compare.main(args)
+
+
 COMMANDS = {
     "train": ("train a GAN (the paper's defaults; embedded digits data)", add_train_arguments, run_train),
     "generate": ("samples or latent interpolations from an exported generator", add_generate_arguments, run_generate),
     "export": ("export a run's generator again from its saved weights", add_export_arguments, run_export),
+    "compare": ("train a grid of losses x datasets x seeds; tables and plots", add_compare_arguments, run_compare),
 }
 
 
