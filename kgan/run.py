@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 
 import kgan
-from kgan import callbacks, checkpoint, data, distribute, export, losses, networks, penalties, plots
+from kgan import callbacks, checkpoint, data, distribute, evaluate, export, losses, networks, penalties, plots
 from kgan.errors import DivergedError, UsageError
 from kgan.gan import GAN
 
@@ -84,6 +84,10 @@ def validate(config):
     if int(config.keep_checkpoints) < 1:
         raise UsageError(f"--keep-checkpoints must be >= 1; got {config.keep_checkpoints}")
     data.validate_name(config.dataset)
+    if int(config.metrics_every) < 1 or int(config.metrics_samples) < 10:
+        raise UsageError(f"--metrics-every must be >= 1 and --metrics-samples >= 10; got {config.metrics_every}, "
+                         f"{config.metrics_samples}")
+    evaluate.parse_metrics(config.metrics, config.dataset)
     make_loss(config)
     make_penalty(config)
 
@@ -182,6 +186,9 @@ def train(config, verbose="auto", print_fn=print):
     # multi-worker collectives must be configured at start-up.
     strategy = distribute.get_strategy(config.strategy, config.devices)
     validate(config)
+    if config.batch_size % strategy.num_replicas_in_sync:
+        raise UsageError(f"--batch-size {config.batch_size} must be a multiple of the number of replicas "
+                         f"({strategy.num_replicas_in_sync})")
     if not distribute.is_chief(strategy):
         # Multi-worker: every worker runs this same program (exports save collectively), but
         # only the chief's outputs are kept; the others write to a scratch directory.
@@ -226,6 +233,8 @@ def train(config, verbose="auto", print_fn=print):
 
     run_dir = os.path.join(config.output, config.run_name)
     logdir = os.path.join(config.logdir, config.run_name)
+    # Before anything is written: a feature network that cannot be had is a UsageError.
+    metrics_callback = callbacks.metrics_callback_for_run(config, dataset, logdir)
     os.makedirs(run_dir, exist_ok=True)
     reference = None
     if dataset.kind == "points":
@@ -236,6 +245,8 @@ def train(config, verbose="auto", print_fn=print):
         keras.callbacks.TensorBoard(logdir, update_freq=1, write_graph=False),
         callbacks.SampleGrid(logdir, num_samples=64 if dataset.kind == "images" else 1000, seed=config.seed, reference=reference),
     ]
+    if metrics_callback is not None:  # first: it adds the metrics to `logs` for the callbacks after it
+        fit_callbacks.insert(0, metrics_callback)
     guard = checkpoint.DivergenceGuard(steps_per_epoch)
     fit_callbacks.insert(0, guard)
     if config.checkpoint_every:
@@ -267,6 +278,17 @@ def train(config, verbose="auto", print_fn=print):
         "final": final,
         "history": {name: [float(v) for v in values] for name, values in history.history.items()},
     }
+    if metrics_callback is not None:  # the last evaluation (the last epoch's generator)
+        report["metrics"] = {
+            "values": metrics_callback.last,
+            "epoch": metrics_callback.last_epoch,
+            "num_samples": config.metrics_samples,
+            "labels": metrics_callback.evaluator.labels(),
+            "features": metrics_callback.evaluator.describe(),
+            "evaluations": len(metrics_callback.seconds),
+            "seconds_per_evaluation": round(sum(metrics_callback.seconds) / max(len(metrics_callback.seconds), 1), 3),
+            "seconds_per_metric": {k: round(v, 4) for k, v in metrics_callback.evaluator.seconds.items()},
+        }
     config_json = os.path.join(run_dir, "config.json")
     _write_json(report, config_json)
     # The weights let `kgan export --run` rebuild the GAN; the export carries config.json.
@@ -281,6 +303,9 @@ def train(config, verbose="auto", print_fn=print):
     }
     losses_line = ", ".join(f"{k} {v:.4f}" for k, v in final.items())
     print_fn(f"\nkgan: trained {config.run_name} for {len(history.epoch)} epochs in {seconds:.0f} s ({losses_line})")
+    if metrics_callback is not None:
+        for name, label in metrics_callback.evaluator.labels().items():
+            print_fn(f"  {name}: {label}")
     print_fn(f"  generator (SavedModel): {outputs['generator']}")
     print_fn(f"  config and metrics:     {outputs['config']}")
     print_fn(f"  samples:                {outputs['samples']}")

@@ -133,6 +133,28 @@ def test_get_strategy_by_name_and_bad_input():
             os.environ["TF_CONFIG"] = env
 
 
+@pytest.mark.slow
+def test_cli_mirrored_two_cpu_replicas_with_sync_bn_logs_what_one_device_logs(tmp_path):
+    def train(name, *extra, expect=0):
+        command = [sys.executable, "-m", "kgan.cli", "train", "--loss", "wasserstein", "--gp", "--epochs", "1",
+                   "--batch-size", "64", "--latent-dim", "8", "--run-name", name, "--checkpoint-every", "0",
+                   "--output", str(tmp_path / "out"), "--logdir", str(tmp_path / "logs"), *extra]
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="", PYTHONPATH=ROOT)
+        proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+        assert proc.returncode == expect, proc.stderr[-3000:]
+        if expect:
+            return proc.stderr
+        return json.loads((tmp_path / "out" / name / "config.json").read_text())["final"]
+
+    one = train("one")
+    two = train("two", "--strategy", "mirrored", "--devices", "2", "--sync-bn")
+    assert one.keys() == two.keys()
+    for name, value in one.items():
+        np.testing.assert_allclose(two[name], value, rtol=1e-4, err_msg=name)
+    message = train("odd", "--strategy", "mirrored", "--devices", "2", "--batch-size", "63", expect=2)
+    assert "must be a multiple of the number of replicas (2)" in message
+
+
 def _free_ports(n):
     import socket
 
