@@ -242,9 +242,9 @@ def append_result(results_path, record):
 
 def _worker(args):
     spec, cache_dir, keep_samples = args
-    import os as _os
+    from kgan.cli import import_tensorflow_quietly
 
-    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import_tensorflow_quietly()
     return run_one(spec, cache_dir, keep_samples)
 
 

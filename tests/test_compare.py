@@ -1,0 +1,115 @@
+"""kgan compare: aggregation maths, resume after a kill, and the quick grid's outputs."""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kgan import compare
+from kgan.errors import UsageError
+
+
+def record(setting, dataset, seed, final, steps=100, preset="recommended"):
+    spec = compare.RunSpec(setting, dataset, seed, preset, steps, 50)
+    curves = {"step": [50, 100], "d_loss": [1.0 + seed, 2.0], "g_loss": [0.5, 0.5], "d_grad_norm": [3.0, 1.0]}
+    return {"setting": setting, "dataset": dataset, "seed": seed, "preset": preset, "steps": steps,
+            "eval_every": 50, "key": spec.key, "final": final, "curves": curves, "diverged": False, "seconds": 1.0}
+
+
+def test_aggregation_means_and_standard_errors():
+    records = [
+        record("minimax", "ring8", 0, {"modes_captured": 6, "high_quality_percent": 90.0, "reverse_kl": 0.3}),
+        record("minimax", "ring8", 1, {"modes_captured": 7, "high_quality_percent": 95.0, "reverse_kl": 0.2}),
+        record("minimax", "ring8", 2, {"modes_captured": 8, "high_quality_percent": 100.0, "reverse_kl": float("nan")}),
+        record("minkowski_p4", "ring8", 0, {"modes_captured": 8, "high_quality_percent": 50.0, "reverse_kl": 0.1}),
+        record("minkowski_p2", "ring8", 0, {"modes_captured": 5, "high_quality_percent": 40.0, "reverse_kl": 0.5}),
+    ]
+    table = compare.aggregate(records)
+    mean, stderr, n = table[("recommended", "ring8", "minimax", 100)]["modes_captured"]
+    # modes 6, 7, 8: mean 7, sample std 1, stderr 1 / sqrt(3)
+    assert (mean, n) == (7.0, 3) and stderr == pytest.approx(1 / np.sqrt(3))
+    # the NaN reverse KL (no high-quality sample) is left out, not averaged in: (0.3 + 0.2) / 2
+    mean, stderr, n = table[("recommended", "ring8", "minimax", 100)]["reverse_kl"]
+    assert (n, mean) == (2, pytest.approx(0.25)) and stderr == pytest.approx(0.05)
+    header, rows = compare.tables(records)["mixtures-recommended-100steps"]
+    assert header[1] == "ring8 modes /8"
+    assert rows[0] == ["minimax", "7.00+-0.58", "95.0+-2.9", "0.25+-0.05", "-", "-", "-", "3/0"]
+    assert rows[1][0] == "minkowski_p2" and rows[2][:2] == ["minkowski_p4", "8.00"]  # one seed: no stderr
+    assert rows[-1][0] == "PacGAN4 (PacGAN paper)"
+    header, rows = compare.tables(records)["p-ablation-recommended-100steps"]
+    assert rows[0][:2] == ["2", "5.00"] and rows[1][:2] == ["4", "8.00"]
+
+
+def test_table_files(tmp_path):
+    records = [record("hinge", "digits", s, {"fcd": 10.0 + s, "kid": 0.01}) for s in range(2)]
+    paths = compare.write_tables(records, tmp_path)
+    md = (tmp_path / "digits-recommended-100steps.md").read_text()
+    assert "| hinge | 10.50+-0.50 | 0.010+-0.000 | 2 | 0 |" in md
+    with open(tmp_path / "digits-recommended-100steps.csv") as handle:
+        assert handle.read().splitlines()[1] == "hinge,10.50+-0.50,0.010+-0.000,2,0"
+    assert len(paths) == 2
+
+
+def test_grid_and_settings():
+    specs = compare.grid(["wasserstein", "minkowski"], [1, 4], ["ring8"], seeds=2, steps=100, eval_every=50)
+    assert [s.setting for s in specs[:3]] == ["wasserstein", "minkowski_p1", "minkowski_p4"] and len(specs) == 6
+    config = specs[0].config()
+    assert (config.loss, config.clip, config.d_steps, config.batch_size, config.g_lr, config.beta1) == ("wasserstein", 0.01, 5, 100, 1e-4, 0.8)
+    assert specs[2].config().p == 4.0 and specs[2].config().loss == "minkowski"
+    gp = compare.RunSpec("wgan_gp", "digits", 0).config()
+    assert (gp.gp, gp.d_steps, gp.clip) == (10.0, 5, None)
+    paper = compare.RunSpec("hinge", "ring8", 0, "paper").config()
+    assert (paper.clip, paper.batch_size, paper.latent_dim, paper.beta1) == (0.01, 64, 100, 0.5)
+    with pytest.raises(UsageError):
+        compare.grid(["nope"], [4], ["ring8"], 1)
+    with pytest.raises(UsageError):
+        compare.grid(["minkowski"], [0.5], ["ring8"], 1)
+
+
+def test_quick_compare_writes_tables_and_plots(tmp_path):
+    parser = argparse.ArgumentParser()
+    compare.add_arguments(parser)
+    args = parser.parse_args(["--quick", "--out", str(tmp_path)])
+    assert compare.main(args, print_fn=lambda *a: None) == 0
+    records = compare.load_results(tmp_path / "results.jsonl")
+    assert {r["setting"] for r in records} == {"non_saturating", "minkowski_p4"}
+    assert all(len(r["curves"]["step"]) == 2 and "d_grad_norm" in r["curves"] for r in records)
+    assert (tmp_path / "mixtures-recommended-40steps.md").exists()
+    pngs = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert pngs == ["fig1-3-recommended-ring8-40steps.png", "modes_captured-over-training-recommended-ring8-40steps.png",
+                    "samples-recommended-ring8-40steps.png"]
+    for name in pngs:
+        with Image.open(tmp_path / name) as image:
+            image.load()
+            assert image.size[0] > 100
+
+
+@pytest.mark.slow
+def test_killed_compare_resumes_without_redoing_finished_runs(tmp_path):
+    command = [sys.executable, "-m", "kgan.cli", "compare", "--losses", "non_saturating,hinge", "--datasets", "ring8",
+               "--seeds", "2", "--steps", "20", "--eval-every", "10", "--out", str(tmp_path)]
+    results = tmp_path / "results.jsonl"
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and not (results.exists() and results.read_text().count("\n") >= 1):
+            time.sleep(0.2)
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    first = results.read_text().splitlines()
+    assert 1 <= len(first) < 4, "the kill must land mid-grid"
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"{len(first)} already in" in rerun.stdout
+    lines = results.read_text().splitlines()
+    keys = [json.loads(line)["key"] for line in lines]
+    assert len(keys) == 4 == len(set(keys))  # every run once, none redone
+    assert lines[: len(first)] == first  # finished runs kept as written
