@@ -354,14 +354,10 @@ def test_mixture_modes_are_the_benchmark_protocol():
     assert {tuple(m) for m in grid.means} == {(x, y) for x in axis for y in axis}
     with pytest.raises(ValueError, match="Unknown mixture"):
         metrics.mixture_modes("ring7")
-    # The data pipeline samples around the same centres, in the same order.
+    # The data pipeline samples around these same centres.
     from kgan import data
 
-    for name in ("ring8", "grid25"):
-        data_means, data_std = data.mixture_modes(name)
-        means, std = metrics.mixture_modes(name)
-        np.testing.assert_array_equal(data_means, means)
-        assert data_std == std
+    assert data.mixture_modes is metrics.mixture_modes
 
 
 def test_ring8_mode_metrics_hand_placed():

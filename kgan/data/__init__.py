@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from kgan.config import DATASETS as NAMES
 from kgan.errors import UsageError
+from kgan.metrics.modes import mixture_modes  # the benchmark protocol lives with its metrics
 
 MIXTURES = ("ring8", "grid25")
 TFDS_NAMES = tuple(name for name in NAMES if name not in ("digits", "stacked_digits", *MIXTURES))
@@ -136,21 +137,6 @@ def _stacked_digits(n, seed, image_size):
         data = data.map(lambda x: tf.image.resize(x, (image_size, image_size)))
     size = image_size or 8
     return Dataset("stacked_digits", data, (size, size, 3), n, labels)
-
-
-def mixture_modes(name):
-    """Mode centres [K, 2] and per-mode std of the 2-D benchmark mixtures (BENCHMARKS.md).
-
-    ring8: 8 Gaussians at angles 2 pi i / 8 on the unit circle (no repeated endpoint), std 0.01.
-    grid25: 25 Gaussians at {-4, -2, 0, 2, 4}^2, std 0.05.
-    """
-    if name == "ring8":
-        angles = 2 * np.pi * np.arange(8) / 8
-        return np.stack([np.cos(angles), np.sin(angles)], axis=1), 0.01
-    if name == "grid25":
-        ticks = np.array([-4.0, -2.0, 0.0, 2.0, 4.0])
-        return np.array([(x, y) for x in ticks for y in ticks]), 0.05
-    raise ValueError(f"unknown mixture {name!r}: expected one of {MIXTURES}")
 
 
 def mixture_samples(name, n, seed=0):

@@ -46,12 +46,11 @@ def load_digits_split(seed=0, test_fraction=0.2):
         `(x_train, y_train, x_test, y_test)`: images float32 `[N, 8, 8, 1]` in [-1, 1]
         (pixel values 0..16 mapped linearly), labels int64 `[N]` in 0..9.
     """
-    from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    digits = load_digits()
-    images = (digits.images.astype(np.float32) / 8.0 - 1.0)[..., None]
-    labels = digits.target.astype(np.int64)
+    from kgan.data import digits_arrays  # the same images (and scaling) the GANs train on
+
+    images, labels = digits_arrays()
     x_train, x_test, y_train, y_test = train_test_split(
         images, labels, test_size=test_fraction, stratify=labels, random_state=seed
     )
