@@ -74,6 +74,17 @@ def add_train_arguments(parser):
                        help="root of checkpoints; a run with the same --run-name resumes (default: %(default)s)")
     group.add_argument("--deterministic", action="store_true",
                        help="deterministic TensorFlow ops: the same command gives the same weights (slower)")
+    group = parser.add_argument_group("metrics during training (TensorBoard <logdir>/<run>/metrics, history, config.json)")
+    group.add_argument("--metrics", default=d.metrics, metavar="LIST",
+                       help="comma-separated fid|fcd|kid|is|pr|dc|modes, or none (default: the dataset's; digits: "
+                            "fcd,kid; stacked_digits, ring8, grid25: modes; others: none)")
+    group.add_argument("--metrics-every", type=int, default=d.metrics_every, metavar="EPOCHS",
+                       help="epochs between evaluations, plus the first and last epoch (default: %(default)s)")
+    group.add_argument("--metrics-samples", type=int, default=d.metrics_samples, metavar="N",
+                       help="generated samples per evaluation (default: %(default)s)")
+    group.add_argument("--features", default=d.features, metavar="NAME",
+                       help="feature network: inception | keras_inception | classifier:<dataset> (default: "
+                            "classifier:digits for digits, raw coordinates for 2-D points, else inception)")
     group = parser.add_argument_group("run")
     group.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
     group.add_argument("--run-name", default=d.run_name, help="default: <dataset>-<loss>[-p<p>]-s<seed>")
@@ -162,6 +173,19 @@ def run_export(args):
     return 0
 
 
+def add_evaluate_arguments(parser):
+    from kgan import evaluate  # no TensorFlow import
+
+    evaluate.add_arguments(parser)
+
+
+def run_evaluate(args):
+    import_tensorflow_quietly()
+    from kgan import evaluate
+
+    return evaluate.main(args)
+
+
 def add_compare_arguments(parser):
     from kgan import compare
 
@@ -179,6 +203,8 @@ COMMANDS = {
     "train": ("train a GAN (the paper's defaults; embedded digits data)", add_train_arguments, run_train),
     "generate": ("samples or latent interpolations from an exported generator", add_generate_arguments, run_generate),
     "export": ("export a run's generator again from its saved weights", add_export_arguments, run_export),
+    "evaluate": ("FID/FCD, KID, IS, precision/recall, density/coverage, modes of an exported generator",
+                 add_evaluate_arguments, run_evaluate),
     "compare": ("train a grid of losses x datasets x seeds; tables and plots", add_compare_arguments, run_compare),
 }
 

@@ -50,6 +50,13 @@ class TrainConfig:
     keep_checkpoints: int = 3  # keep the last K checkpoints
     checkpoint_dir: str = "checkpoints"  # root of checkpoints (<checkpoint_dir>/<run>/)
     deterministic: bool = False  # deterministic TF ops (tf.config.experimental.enable_op_determinism)
+    # --- metrics during training (kgan/callbacks.py MetricsCallback, kgan/evaluate.py) ------------
+    metrics: str = None  # comma list of fid|fcd|kid|is|pr|dc|modes, or none; None: the dataset's
+    #                      defaults (digits: fcd,kid; stacked_digits, ring8, grid25: modes; others: none)
+    metrics_every: int = 10  # epochs between evaluations (and the first and last epoch); +9% time on the main job
+    metrics_samples: int = 1000  # generated samples per evaluation
+    features: str = None  # feature network: inception | keras_inception | classifier:<dataset>; None: the
+    #                       dataset's (digits: classifier:digits; 2-D points: the raw coordinates)
     # --- run ------------------------------------------------------------------------------------
     seed: int = 0  # seeds Python, NumPy and TensorFlow
     run_name: str = None  # default: <dataset>-<loss>[-p<p>]-s<seed>

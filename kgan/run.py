@@ -286,8 +286,8 @@ def train(config, verbose="auto", print_fn=print):
             "labels": metrics_callback.evaluator.labels(),
             "features": metrics_callback.evaluator.describe(),
             "evaluations": len(metrics_callback.seconds),
-            "seconds_per_evaluation": round(sum(metrics_callback.seconds) / max(len(metrics_callback.seconds), 1), 3),
-            "seconds_per_metric": {k: round(v, 4) for k, v in metrics_callback.evaluator.seconds.items()},
+            "seconds_per_evaluation": {k: round(v, 4) for k, v in metrics_callback.mean_seconds().items()},
+            "seconds_real_features": round(metrics_callback.evaluator.seconds.get("real_features", 0.0), 4),
         }
     config_json = os.path.join(run_dir, "config.json")
     _write_json(report, config_json)

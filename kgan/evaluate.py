@@ -1,0 +1,384 @@
+"""Sample-quality metrics of a generator, during training (`MetricsCallback`) and after it
+(`kgan evaluate`).
+
+    Evaluator(metrics, real, features)  ->  evaluator(samples) -> {"fcd": ..., "kid": ...}
+
+An `Evaluator` computes the real data's activations once (a cached `ActivationStatistics` for
+the Frechet distance, the activation array for KID / precision-recall / density-coverage) and
+then scores any number of sample batches against them. Metric names (`--metrics`) and the
+short names they log:
+
+    fid, fcd  Frechet distance on the feature network's activations. Logged as "fid" for an
+              Inception network, "fcd" (Frechet Classifier Distance) for a kgan classifier,
+              "fd" on raw 2-D points: the logged name says which network, whichever of the
+              two names was asked for.
+    kid       Kernel Inception Distance (unbiased MMD^2, cubic polynomial kernel): "kid",
+              "kid_std" (spread over subsets).
+    is        Inception Score formula on the network's class probabilities (the classifier
+              score for a kgan classifier): "is", "is_std".
+    pr        improved precision / recall, k = 3: "precision", "recall".
+    dc        density / coverage, k = 5: "density", "coverage".
+    modes     mode metrics (ring8, grid25, stacked_digits): "modes", "reverse_kl" and, for the
+              2-D mixtures, "hq_percent".
+
+`labels()` says, for each logged name, which network, layer and sample counts produced it.
+"""
+
+import json
+import os
+import time
+
+import numpy as np
+
+from kgan import metrics as kmetrics
+from kgan.errors import UsageError
+
+#: Metric names accepted by `--metrics` (besides "none").
+METRICS = ("fid", "fcd", "kid", "is", "pr", "dc", "modes")
+#: Metrics that need a feature network's activations.
+FEATURE_METRICS = ("fid", "fcd", "kid", "is", "pr", "dc")
+#: Datasets with mode metrics (kgan.metrics.mode_metrics).
+MODE_DATASETS = ("ring8", "grid25", "stacked_digits")
+#: Default metrics of `kgan train` per dataset (other datasets: none, so nothing downloads).
+DEFAULT_METRICS = {
+    "digits": ("fcd", "kid"),
+    "stacked_digits": ("modes",),
+    "ring8": ("modes",),
+    "grid25": ("modes",),
+}
+#: Default feature network per dataset (others: "inception", the standard FID network).
+DEFAULT_FEATURES = {
+    "digits": "classifier:digits",
+    "mnist": "classifier:mnist",
+    "fashion_mnist": "classifier:fashion_mnist",
+    "cifar10": "classifier:cifar10",
+}
+#: Real examples whose activations are kept (the whole dataset when it is smaller).
+DEFAULT_NUM_REAL = 10_000
+
+
+class RawPoints(kmetrics.FeatureExtractor):
+    """The identity "feature network" for 2-D points: metrics on the raw coordinates."""
+
+    name = "raw"
+    distance_name = "FD"
+
+    def __init__(self):
+        super().__init__()
+        self.label = "raw coordinates of the points (no network): Frechet distance (FD)"
+
+    def features(self, points, batch_size=None):
+        points = np.asarray(points, np.float32)
+        if points.ndim != 2:
+            raise ValueError(f"points must be [N, D], got shape {points.shape}.")
+        return points
+
+
+def parse_metrics(text, dataset):
+    """`--metrics` text -> a tuple of metric names (empty for "none").
+
+    Args:
+        text: comma-separated names from `METRICS`, "none", or None (the dataset's defaults).
+        dataset: dataset name (for the defaults and to check that "modes" applies).
+
+    Raises:
+        UsageError: an unknown name, or "modes" on a dataset without mode metrics.
+    """
+    if text is None:
+        return tuple(DEFAULT_METRICS.get(dataset, ()))
+    names = [name.strip().lower() for name in str(text).split(",") if name.strip()]
+    if names == ["none"]:
+        return ()
+    unknown = [name for name in names if name not in METRICS]
+    if unknown or not names:
+        raise UsageError(f"unknown metric {', '.join(unknown) or repr(text)!s}: choose from {', '.join(METRICS)}, or none")
+    if "modes" in names and dataset not in MODE_DATASETS:
+        raise UsageError(f"--metrics modes applies to {', '.join(MODE_DATASETS)}, not {dataset}")
+    if "fid" in names and "fcd" in names:  # the same metric: one Frechet distance
+        names.remove("fcd")
+    return tuple(dict.fromkeys(names))
+
+
+def default_features(dataset, kind="images"):
+    """The feature network used when `--features` is not given."""
+    if kind == "points":
+        return "raw"
+    return DEFAULT_FEATURES.get(dataset, "inception")
+
+
+def feature_cache_dir(output=None):
+    """Where kgan classifiers are cached: $KGAN_FEATURE_EXTRACTORS_DIR, else
+    `<output>/feature_extractors` (default saved_models/feature_extractors)."""
+    if os.environ.get(kmetrics.features.CACHE_DIR_ENV) or output is None:
+        return kmetrics.default_cache_dir()
+    return os.path.join(output, "feature_extractors")
+
+
+def get_features(name, cache_dir=None):
+    """A feature extractor by name ("raw" for points), with errors as UsageError."""
+    if name == "raw":
+        return RawPoints()
+    kwargs = {"cache_dir": cache_dir} if str(name).startswith("classifier:") else {}
+    try:
+        return kmetrics.get_feature_extractor(name, **kwargs)
+    except UsageError:
+        raise
+    except ValueError as error:
+        raise UsageError(f"--features {name}: {error}") from None
+
+
+class Evaluator:
+    """Scores generated samples against real data with the chosen metrics.
+
+    The real activations are computed once, when the evaluator is made.
+
+    Args:
+        metrics: names from `METRICS` (e.g. ("fcd", "kid")).
+        real: real examples, images `[N, H, W, C]` in [-1, 1] or points `[N, D]`.
+        features: a `FeatureExtractor` or its name (needed for the feature metrics; "raw" for
+            points).
+        dataset: dataset name (needed for "modes").
+        classifier: feature extractor with class probabilities for stacked-digit modes
+            (default: the `features` network when it is "classifier:digits", else loaded).
+        kid_subsets: KID subsets (of <= 1000 samples each). More subsets give a steadier
+            estimate of the same quantity; each costs about 0.02 s at 1000 x 128-d.
+        cache_dir: classifier cache root.
+    """
+
+    def __init__(self, metrics, real, features=None, dataset=None, classifier=None, kid_subsets=100,
+                 cache_dir=None):
+        self.metrics = tuple(metrics)
+        unknown = [m for m in self.metrics if m not in METRICS]
+        if unknown:
+            raise ValueError(f"Unknown metrics {unknown}; expected names from {METRICS}.")
+        self.dataset = dataset
+        self.kid_subsets = int(kid_subsets)
+        self.seconds = {}  # metric -> seconds of its last evaluation (features counted apart)
+        self.num_samples = None
+        self.features = None
+        self.classifier = None
+        self.num_real = 0 if real is None else int(np.shape(real)[0])
+        if any(m in FEATURE_METRICS for m in self.metrics):
+            if features is None or real is None:
+                raise ValueError("The metrics " + ", ".join(self.metrics) + " need real data and a feature network.")
+            self.features = features if isinstance(features, kmetrics.FeatureExtractor) else get_features(
+                features, cache_dir)
+            if "is" in self.metrics and not self.features.num_classes:
+                raise UsageError(f"--metrics is needs a network with class outputs; {self.features.name} has none")
+            start = time.perf_counter()
+            self._real = self.features.features(real)
+            self._real_statistics = kmetrics.ActivationStatistics.from_activations(self._real)
+            self.seconds["real_features"] = time.perf_counter() - start
+        if "modes" in self.metrics:
+            if dataset not in MODE_DATASETS:
+                raise UsageError(f"mode metrics apply to {', '.join(MODE_DATASETS)}, not {dataset}")
+            if dataset == "stacked_digits":
+                if classifier is None:
+                    uses_digits = self.features is not None and self.features.name == "classifier:digits"
+                    classifier = self.features if uses_digits else get_features("classifier:digits", cache_dir)
+                self.classifier = classifier
+
+    @property
+    def distance_name(self):
+        """The logged name of the Frechet distance: "fid", "fcd" or "fd"."""
+        return self.features.distance_name.lower() if self.features is not None else "fid"
+
+    def __call__(self, samples):
+        """Scores `samples` (`[M, ...]`, like the real data); returns {logged name: float}."""
+        samples = np.asarray(samples, np.float32)
+        self.num_samples = int(samples.shape[0])
+        results = {}
+        fake = logits = None
+        if self.features is not None:
+            start = time.perf_counter()
+            if "is" in self.metrics:
+                fake, logits = self.features.features_and_logits(samples)
+            else:
+                fake = self.features.features(samples)
+            self.seconds["features"] = time.perf_counter() - start
+        for metric in self.metrics:
+            start = time.perf_counter()
+            if metric in ("fid", "fcd"):
+                results[self.distance_name] = kmetrics.frechet_distance(self._real_statistics, fake)
+            elif metric == "kid":
+                kid = kmetrics.kernel_inception_distance(self._real, fake, num_subsets=self.kid_subsets)
+                results.update(kid=kid["mean"], kid_std=kid["std"])
+            elif metric == "is":
+                score = kmetrics.inception_score(logits, from_logits=True)
+                results.update({"is": score["mean"], "is_std": score["std"]})
+            elif metric == "pr":
+                results.update(kmetrics.precision_recall(self._real, fake))
+            elif metric == "dc":
+                results.update(kmetrics.density_coverage(self._real, fake))
+            elif metric == "modes":
+                modes = kmetrics.mode_metrics(samples, self.dataset, classifier=self.classifier)
+                results["modes"] = modes["modes_captured"]
+                if "high_quality_percent" in modes:
+                    results["hq_percent"] = modes["high_quality_percent"]
+                results["reverse_kl"] = modes["reverse_kl"]
+            self.seconds[metric] = time.perf_counter() - start
+        return {name: float(value) for name, value in results.items()}
+
+    def labels(self):
+        """{logged name: what produced it}, for config.json, JSON reports and TensorBoard."""
+        n = f"{self.num_samples or '?'} generated vs {self.num_real} real"
+        net = self.features.label if self.features is not None else ""
+        labels = {}
+        for metric in self.metrics:
+            if metric in ("fid", "fcd"):
+                labels[self.distance_name] = f"Frechet distance ({n}) on {net}"
+            elif metric == "kid":
+                labels["kid"] = f"KID, mean over {self.kid_subsets} subsets of <= 1000 ({n}) on {net}"
+            elif metric == "is":
+                labels["is"] = f"Inception Score formula, 10 splits ({self.num_samples or '?'} generated) on {net}"
+            elif metric == "pr":
+                labels["precision"] = labels["recall"] = f"improved precision / recall, k = 3 ({n}) on {net}"
+            elif metric == "dc":
+                labels["density"] = labels["coverage"] = f"density / coverage, k = 5 ({n}) on {net}"
+            elif metric == "modes":
+                how = (f"classes from {self.classifier.label}" if self.classifier is not None
+                       else "nearest mode within 3 std (PacGAN protocol)")
+                labels["modes"] = f"{self.dataset} modes captured ({self.num_samples or '?'} generated); {how}"
+        return labels
+
+    def describe(self):
+        """The feature network's description (name, label, distance name) or {}."""
+        info = dict(self.features.describe()) if self.features is not None else {}
+        if self.classifier is not None and self.classifier is not self.features:
+            info["mode_classifier"] = self.classifier.label
+        return info
+
+
+def real_examples(dataset, num_real=DEFAULT_NUM_REAL):
+    """The first `num_real` examples of a `kgan.data.Dataset` as a NumPy array."""
+    count = min(int(num_real), int(dataset.num_examples))
+    return next(iter(dataset.data.batch(count).take(1))).numpy()
+
+
+# --------------------------------------------------------------------------------------------
+# `kgan evaluate`
+
+
+def signature_shapes(model):
+    """(latent_dim, sample shape) of an exported generator's serving_default signature."""
+    signature = model.signatures["serving_default"]
+    latent = signature.structured_input_signature[1]["latent"]
+    images = signature.structured_outputs["images"]
+    return int(latent.shape[-1]), tuple(int(s) for s in images.shape[1:])
+
+
+def generate_samples(model, num, seed=0, batch_size=500, progress=True):
+    """`num` samples from an exported generator's serving_default signature.
+
+    The latents are `np.random.default_rng(seed).standard_normal((num, D))` as float32 (D
+    read from the signature), so anyone can regenerate the same samples.
+    """
+    import keras
+    import tensorflow as tf
+
+    latent_dim, _ = signature_shapes(model)
+    latents = np.random.default_rng(seed).standard_normal((num, latent_dim)).astype(np.float32)
+    serve = model.signatures["serving_default"]
+    bar = keras.utils.Progbar(num, unit_name="sample") if progress else None
+    outputs = []
+    for start in range(0, num, batch_size):
+        outputs.append(serve(latent=tf.constant(latents[start:start + batch_size]))["images"].numpy())
+        if bar is not None:
+            bar.update(min(start + batch_size, num))
+    return np.concatenate(outputs, axis=0)
+
+
+def evaluate(model_path, dataset, metrics=None, num_samples=10_000, features=None, seed=0, num_real=DEFAULT_NUM_REAL,
+             data_dir=None, progress=True):
+    """Scores an exported generator against a dataset.
+
+    Args:
+        model_path: SavedModel directory written by kgan (saved_models/<run>/generator).
+        dataset: dataset name (kgan.data) for the real examples.
+        metrics: `--metrics` text or tuple (default: the dataset's defaults, else fid,kid).
+        num_samples: generated samples.
+        features: feature network name (default: `default_features(dataset)`).
+        seed: latent seed (see `generate_samples`).
+        num_real: real examples used (at most).
+        data_dir: TensorFlow Datasets directory.
+        progress: show a progress bar while generating.
+
+    Returns:
+        The report dict (what `kgan evaluate` prints and writes).
+
+    Raises:
+        UsageError: missing model, unknown dataset / metric / network, shape mismatch.
+    """
+    from kgan import data
+    from kgan.generate import load_model
+
+    data.validate_name(dataset)
+    if int(num_samples) < 10:
+        raise UsageError(f"--num-samples must be >= 10; got {num_samples}")
+    model = load_model(model_path)
+    latent_dim, shape = signature_shapes(model)
+    names = metrics if isinstance(metrics, (tuple, list)) else parse_metrics(metrics, dataset)
+    if metrics is None and not names:
+        names = ("fid", "kid")
+    image_size = shape[0] if len(shape) == 3 and shape[0] in data.IMAGE_SIZES else None
+    real_data = data.load(dataset, data_dir=data_dir, image_size=image_size, seed=seed)
+    if tuple(real_data.shape) != shape:
+        raise UsageError(f"the generator makes samples of shape {list(shape)} but {dataset} has "
+                         f"{list(real_data.shape)}: choose the dataset it was trained on")
+    features = features or default_features(dataset, real_data.kind)
+    start = time.perf_counter()
+    evaluator = Evaluator(names, real_examples(real_data, num_real), features=features if any(
+        m in FEATURE_METRICS for m in names) else None, dataset=dataset)
+    setup_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    samples = generate_samples(model, int(num_samples), seed=seed, progress=progress)
+    generate_seconds = time.perf_counter() - start
+    values = evaluator(samples)
+    return {
+        "model": os.path.abspath(model_path),
+        "dataset": dataset,
+        "metrics": values,
+        "labels": evaluator.labels(),
+        "features": evaluator.describe(),
+        "num_samples": int(num_samples),
+        "num_real": evaluator.num_real,
+        "seed": int(seed),
+        "latent_dim": latent_dim,
+        "seconds": {"setup": round(setup_seconds, 3), "generate": round(generate_seconds, 3),
+                    **{k: round(v, 4) for k, v in evaluator.seconds.items()}},
+    }
+
+
+def add_arguments(parser):
+    parser.add_argument("--model", required=True, help="an exported generator (saved_models/<run>/generator)")
+    parser.add_argument("--dataset", required=True, help="the real data to compare with (e.g. digits)")
+    parser.add_argument("--metrics", default=None, metavar="LIST",
+                        help=f"comma-separated: {', '.join(METRICS)} (default: the dataset's, e.g. digits: "
+                             "fcd,kid; else fid,kid)")
+    parser.add_argument("--num-samples", type=int, default=10_000, help="generated samples (default: %(default)s)")
+    parser.add_argument("--num-real", type=int, default=DEFAULT_NUM_REAL,
+                        help="real examples, at most (default: %(default)s)")
+    parser.add_argument("--features", default=None, metavar="NAME",
+                        help="inception | keras_inception | classifier:<dataset> (default: classifier:<dataset> "
+                             "where kgan has one, else inception)")
+    parser.add_argument("--seed", type=int, default=0, help="latent seed (default: %(default)s)")
+    parser.add_argument("--data-dir", default=None, help="TensorFlow Datasets directory with prepared data")
+    parser.add_argument("--json", default=None, metavar="OUT", help="also write the report to this JSON file")
+
+
+def main(args):
+    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+        raise UsageError(f"--json: directory {os.path.dirname(os.path.abspath(args.json))} does not exist")
+    report = evaluate(args.model, args.dataset, metrics=args.metrics, num_samples=args.num_samples,
+                      features=args.features, seed=args.seed, num_real=args.num_real, data_dir=args.data_dir,
+                      progress=os.isatty(1))
+    for name, value in report["metrics"].items():
+        print(f"{name:>12s} {value:.6g}")
+    for name, label in report["labels"].items():
+        print(f"  {name}: {label}")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(report, handle, indent=2)
+            handle.write("\n")
+        print(f"kgan: wrote {os.path.abspath(args.json)}")
+    return 0

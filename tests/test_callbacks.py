@@ -1,0 +1,200 @@
+"""MetricsCallback (TensorBoard, History, CSVLogger, ModelCheckpoint), gradient norms in
+TensorBoard, SampleGrid, and the `kgan train` metric flags."""
+
+import csv
+import glob
+import json
+import os
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kgan import callbacks, cli, data, evaluate, metrics, networks
+from kgan.errors import UsageError
+from kgan.gan import GAN
+from kgan.metrics import classifier as classifier_module
+
+EPOCHS, EVERY, SAMPLES = 4, 3, 200  # evaluations after epochs 1 (first), 3 (every 3rd), 4 (last)
+
+
+def read_scalars(directory):
+    """{tag: [(step, value), ...]} from every TensorBoard event file under `directory`."""
+    scalars = {}
+    for path in sorted(glob.glob(os.path.join(directory, "events.out.tfevents.*"))):
+        for record in tf.data.TFRecordDataset(path):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                if value.HasField("tensor") and value.metadata.plugin_data.plugin_name == "scalars":
+                    scalars.setdefault(value.tag, []).append((event.step, float(tf.make_ndarray(value.tensor))))
+                elif value.HasField("simple_value"):
+                    scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars
+
+
+@pytest.fixture(scope="module")
+def quick_digits_classifier(tmp_path_factory):
+    """A 1-epoch "classifier:digits" (an FCD network; accuracy does not matter here)."""
+    net = metrics.load_classifier("digits", cache_dir=str(tmp_path_factory.mktemp("features")), epochs=1)
+    assert net.distance_name == "FCD"
+    return net
+
+
+def tiny_gan(shape=(8, 8, 1)):
+    keras.utils.set_random_seed(0)
+    generator, discriminator = networks.build(shape, 16)
+    model = GAN(generator, discriminator, latent_dim=16, seed=0, track_gradient_norms=True)
+    model.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3), loss="non_saturating")
+    return model
+
+
+@pytest.fixture(scope="module")
+def trained(quick_digits_classifier, tmp_path_factory):
+    """One short fit with MetricsCallback first, then TensorBoard, ModelCheckpoint and CSVLogger."""
+    root = tmp_path_factory.mktemp("run")
+    real, _ = data.digits_arrays()
+    model = tiny_gan()
+    metrics_cb = callbacks.MetricsCallback(["fcd", "kid"], real, features=quick_digits_classifier,
+                                           logdir=str(root / "logs"), every=EVERY, num_samples=SAMPLES, seed=7,
+                                           kid_subsets=5)
+    checkpoint_path = str(root / "best-{epoch}.weights.h5")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(
+            real[:256], batch_size=64, epochs=EPOCHS, verbose=0, shuffle=False,
+            callbacks=[
+                metrics_cb,
+                keras.callbacks.TensorBoard(str(root / "logs"), update_freq=1, write_graph=False),
+                keras.callbacks.ModelCheckpoint(checkpoint_path, monitor="fcd", mode="min", save_best_only=True,
+                                                save_weights_only=True),
+                keras.callbacks.CSVLogger(str(root / "log.csv")),
+            ],
+        ).history
+    return {"root": root, "model": model, "history": history, "callback": metrics_cb, "real": real,
+            "warnings": [str(w.message) for w in caught]}
+
+
+def test_metrics_are_in_history_and_equal_the_metric_on_the_same_samples(trained, quick_digits_classifier):
+    history, model, real = trained["history"], trained["model"], trained["real"]
+    net = quick_digits_classifier
+    assert len(history["fcd"]) == EPOCHS and len(history["kid"]) == EPOCHS
+    # After fit the generator is the last epoch's: the last evaluation scored these samples.
+    samples = model.generate(SAMPLES, seed=7)
+    fake, real_features = net.features(samples), net.features(real)
+    expected = metrics.frechet_distance(real_features, fake)
+    assert history["fcd"][-1] == pytest.approx(expected, rel=1e-9)
+    kid = metrics.kernel_inception_distance(real_features, fake, num_subsets=5)
+    assert history["kid"][-1] == pytest.approx(kid["mean"], rel=1e-9)
+    assert history["kid_std"][-1] == pytest.approx(kid["std"], rel=1e-9)
+    assert trained["callback"].last_epoch == EPOCHS and len(trained["callback"].seconds) == 3
+    # Epoch 2 is not evaluated: it carries epoch 1's values; the others are fresh evaluations.
+    assert history["fcd"][1] == history["fcd"][0]
+    assert len({history["fcd"][0], history["fcd"][2], history["fcd"][3]}) == 3
+
+
+def test_metrics_scalars_are_in_the_tensorboard_event_file(trained):
+    scalars = read_scalars(str(trained["root"] / "logs" / "metrics"))
+    history = trained["history"]
+    assert [step for step, _ in scalars["fcd"]] == [1, 3, 4]  # only the evaluated epochs
+    assert [v for _, v in scalars["fcd"]] == pytest.approx([history["fcd"][i] for i in (0, 2, 3)], rel=1e-6)
+    assert [v for _, v in scalars["kid"]] == pytest.approx([history["kid"][i] for i in (0, 2, 3)], rel=1e-6)
+
+
+def test_gradient_norms_reach_tensorboard(trained):
+    scalars = read_scalars(str(trained["root"] / "logs" / "train"))
+    history = trained["history"]
+    for name in ("d_grad_norm", "g_grad_norm"):
+        epoch_values = [v for _, v in sorted(scalars[f"epoch_{name}"])]
+        assert epoch_values == pytest.approx(history[name], rel=1e-6)
+        assert all(v > 0 for v in epoch_values)
+        assert len(scalars[f"batch_{name}"]) == EPOCHS * 4  # every step (256 / 64 per epoch)
+
+
+def test_model_checkpoint_monitoring_fcd_saves_exactly_the_improvements(trained):
+    fcd = trained["history"]["fcd"]
+    improved, best = [], np.inf
+    for epoch, value in enumerate(fcd, start=1):
+        if value < best:
+            improved.append(epoch)
+            best = value
+    saved = sorted(int(os.path.basename(p)[5:-11]) for p in glob.glob(str(trained["root"] / "best-*.weights.h5")))
+    assert saved == improved and saved[0] == 1
+    assert not [w for w in trained["warnings"] if "fcd" in w], trained["warnings"]
+
+
+def test_csv_logger_sees_the_metrics(trained):
+    with open(trained["root"] / "log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [float(r["fcd"]) for r in rows] == pytest.approx(trained["history"]["fcd"], rel=1e-12)
+
+
+def test_metrics_callback_order_matters():
+    """Placed after a callback that reads logs, that callback does not see the metrics."""
+
+    class Seen(keras.callbacks.Callback):
+        keys = None
+
+        def on_epoch_end(self, epoch, logs=None):
+            Seen.keys = set(logs)
+
+    points, _ = data.mixture_samples("ring8", 512, seed=0)
+    model = tiny_gan((2,))
+    metrics_cb = callbacks.MetricsCallback(["modes"], dataset="ring8", every=1, num_samples=500)
+    model.fit(points, batch_size=128, epochs=1, verbose=0, shuffle=False, callbacks=[Seen(), metrics_cb])
+    assert "modes" not in Seen.keys
+    history = model.fit(points, batch_size=128, epochs=1, verbose=0, shuffle=False, callbacks=[metrics_cb, Seen()])
+    assert {"modes", "hq_percent", "reverse_kl"} <= Seen.keys
+    expected = metrics.mode_metrics(model.generate(500, seed=0), "ring8")
+    assert history.history["modes"] == [expected["modes_captured"]]
+    assert history.history["hq_percent"] == [expected["high_quality_percent"]]
+
+
+def test_parse_metrics_defaults_and_errors():
+    assert evaluate.parse_metrics(None, "digits") == ("fcd", "kid")
+    assert evaluate.parse_metrics(None, "ring8") == ("modes",)
+    assert evaluate.parse_metrics(None, "cifar10") == ()
+    assert evaluate.parse_metrics("none", "digits") == ()
+    assert evaluate.parse_metrics("fid, kid,pr,fcd", "digits") == ("fid", "kid", "pr")
+    with pytest.raises(UsageError, match="unknown metric foo"):
+        evaluate.parse_metrics("fid,foo", "digits")
+    with pytest.raises(UsageError, match="modes applies to ring8, grid25, stacked_digits, not digits"):
+        evaluate.parse_metrics("modes", "digits")
+
+
+def test_train_metric_flags_reach_the_config_and_bad_ones_exit_2(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--dry-run", "--metrics", "fid,pr", "--metrics-every", "5", "--metrics-samples", "300",
+                  "--features", "classifier:digits"])
+    config = json.loads(capsys.readouterr().out)
+    assert (config["metrics"], config["metrics_every"], config["metrics_samples"]) == ("fid,pr", 5, 300)
+    assert config["features"] == "classifier:digits"
+    for argv, expected in ([["--metrics", "fud"], "unknown metric fud"],
+                           [["--metrics", "modes"], "modes applies to"],
+                           [["--metrics-every", "0"], "--metrics-every must be >= 1"]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["train", *argv, "--output", str(tmp_path / "out")])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.count("\n") == 1 and expected in err, err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_kgan_train_logs_default_digits_metrics_to_config_and_tensorboard(tmp_path, monkeypatch):
+    # The default digits metrics (FCD + KID on classifier:digits), with a 1-epoch classifier.
+    monkeypatch.setitem(classifier_module._DATASETS, "digits", (classifier_module.load_digits_split, 1, 10))
+    monkeypatch.chdir(tmp_path)
+    from kgan import run
+    from kgan.config import TrainConfig
+
+    result = run.train(TrainConfig(epochs=3, metrics_every=2, metrics_samples=100, checkpoint_every=0), verbose=0,
+                       print_fn=lambda *a: None)
+    report = json.loads(open(result["outputs"]["config"]).read())
+    assert report["metrics"]["epoch"] == 3 and report["metrics"]["evaluations"] == 3
+    assert report["metrics"]["features"]["feature_network"] == "classifier:digits"
+    assert set(report["metrics"]["values"]) == {"fcd", "kid", "kid_std"}
+    assert report["final"]["fcd"] == report["metrics"]["values"]["fcd"] == report["history"]["fcd"][-1]
+    assert os.path.isdir(tmp_path / "saved_models" / "feature_extractors" / "classifier_digits")
+    scalars = read_scalars(os.path.join(result["outputs"]["tensorboard"], "metrics"))
+    assert [s for s, _ in scalars["fcd"]] == [1, 2, 3]
