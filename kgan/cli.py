@@ -81,7 +81,8 @@ def add_train_arguments(parser):
     group.add_argument("--metrics-every", type=int, default=d.metrics_every, metavar="EPOCHS",
                        help="epochs between evaluations, plus the first and last epoch (default: %(default)s)")
     group.add_argument("--metrics-samples", type=int, default=d.metrics_samples, metavar="N",
-                       help="generated samples per evaluation (default: %(default)s)")
+                       help="generated samples per evaluation (default: ring8, grid25 2500; stacked_digits 25600; "
+                            "else 1000)")
     group.add_argument("--features", default=d.features, metavar="NAME",
                        help="feature network: inception | keras_inception | classifier:<dataset> (default: "
                             "classifier:digits for digits, raw coordinates for 2-D points, else inception)")

@@ -55,6 +55,14 @@ DEFAULT_FEATURES = {
 }
 #: Real examples whose activations are kept (the whole dataset when it is smaller).
 DEFAULT_NUM_REAL = 10_000
+#: Generated samples per evaluation where a protocol fixes them (BENCHMARKS.md): PacGAN's 2,500
+#: for the 2-D mixtures, Stacked MNIST's 25,600 for stacked digits.
+PROTOCOL_SAMPLES = {"ring8": 2500, "grid25": 2500, "stacked_digits": 25_600}
+
+
+def default_num_samples(dataset, otherwise):
+    """The protocol's sample count for `dataset`, else `otherwise`."""
+    return PROTOCOL_SAMPLES.get(dataset, otherwise)
 
 
 class RawPoints(kmetrics.FeatureExtractor):
@@ -220,9 +228,15 @@ class Evaluator:
         return {name: float(value) for name, value in results.items()}
 
     def labels(self):
-        """{logged name: what produced it}, for config.json, JSON reports and TensorBoard."""
+        """{logged name: what produced it}, for config.json, JSON reports and TensorBoard.
+
+        Each names the feature network (`describe()["feature_label"]` has its full label:
+        layer, accuracy, comparability) and the sample counts.
+        """
         n = f"{self.num_samples or '?'} generated vs {self.num_real} real"
-        net = self.features.label if self.features is not None else ""
+        net = ""
+        if self.features is not None:
+            net = self.features.name + (f" ({self.features.distance_name})" if self.features.name != "raw" else "")
         labels = {}
         for metric in self.metrics:
             if metric in ("fid", "fcd"):
@@ -236,8 +250,11 @@ class Evaluator:
             elif metric == "dc":
                 labels["density"] = labels["coverage"] = f"density / coverage, k = 5 ({n}) on {net}"
             elif metric == "modes":
-                how = (f"classes from {self.classifier.label}" if self.classifier is not None
-                       else "nearest mode within 3 std (PacGAN protocol)")
+                accuracy = getattr(self.classifier, "test_accuracy", None)
+                how = "nearest mode within 3 std (PacGAN protocol)"
+                if self.classifier is not None:
+                    how = f"channels classified by {self.classifier.name}" + (
+                        f" (held-out accuracy {accuracy:.2%})" if accuracy is not None else "")
                 labels["modes"] = f"{self.dataset} modes captured ({self.num_samples or '?'} generated); {how}"
         return labels
 
@@ -288,7 +305,7 @@ def generate_samples(model, num, seed=0, batch_size=500, progress=True):
     return np.concatenate(outputs, axis=0)
 
 
-def evaluate(model_path, dataset, metrics=None, num_samples=10_000, features=None, seed=0, num_real=DEFAULT_NUM_REAL,
+def evaluate(model_path, dataset, metrics=None, num_samples=None, features=None, seed=0, num_real=DEFAULT_NUM_REAL,
              data_dir=None, progress=True):
     """Scores an exported generator against a dataset.
 
@@ -296,7 +313,8 @@ def evaluate(model_path, dataset, metrics=None, num_samples=10_000, features=Non
         model_path: SavedModel directory written by kgan (saved_models/<run>/generator).
         dataset: dataset name (kgan.data) for the real examples.
         metrics: `--metrics` text or tuple (default: the dataset's defaults, else fid,kid).
-        num_samples: generated samples.
+        num_samples: generated samples (default: `PROTOCOL_SAMPLES` for ring8, grid25 and
+            stacked_digits, else 10,000).
         features: feature network name (default: `default_features(dataset)`).
         seed: latent seed (see `generate_samples`).
         num_real: real examples used (at most).
@@ -313,6 +331,7 @@ def evaluate(model_path, dataset, metrics=None, num_samples=10_000, features=Non
     from kgan.generate import load_model
 
     data.validate_name(dataset)
+    num_samples = num_samples or default_num_samples(dataset, 10_000)
     if int(num_samples) < 10:
         raise UsageError(f"--num-samples must be >= 10; got {num_samples}")
     model = load_model(model_path)
@@ -355,7 +374,8 @@ def add_arguments(parser):
     parser.add_argument("--metrics", default=None, metavar="LIST",
                         help=f"comma-separated: {', '.join(METRICS)} (default: the dataset's, e.g. digits: "
                              "fcd,kid; else fid,kid)")
-    parser.add_argument("--num-samples", type=int, default=10_000, help="generated samples (default: %(default)s)")
+    parser.add_argument("--num-samples", type=int, default=None,
+                        help="generated samples (default: ring8, grid25 2500; stacked_digits 25600; else 10000)")
     parser.add_argument("--num-real", type=int, default=DEFAULT_NUM_REAL,
                         help="real examples, at most (default: %(default)s)")
     parser.add_argument("--features", default=None, metavar="NAME",
@@ -376,6 +396,11 @@ def main(args):
         print(f"{name:>12s} {value:.6g}")
     for name, label in report["labels"].items():
         print(f"  {name}: {label}")
+    features = report["features"]
+    if "feature_label" in features:
+        print(f"  {features['feature_network']}: {features['feature_label']}")
+    if "mode_classifier" in features:
+        print(f"  mode classifier: {features['mode_classifier']}")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(report, handle, indent=2)

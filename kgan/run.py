@@ -84,7 +84,7 @@ def validate(config):
     if int(config.keep_checkpoints) < 1:
         raise UsageError(f"--keep-checkpoints must be >= 1; got {config.keep_checkpoints}")
     data.validate_name(config.dataset)
-    if int(config.metrics_every) < 1 or int(config.metrics_samples) < 10:
+    if int(config.metrics_every) < 1 or int(config.metrics_samples or 10) < 10:
         raise UsageError(f"--metrics-every must be >= 1 and --metrics-samples >= 10; got {config.metrics_every}, "
                          f"{config.metrics_samples}")
     evaluate.parse_metrics(config.metrics, config.dataset)
@@ -282,7 +282,7 @@ def train(config, verbose="auto", print_fn=print):
         report["metrics"] = {
             "values": metrics_callback.last,
             "epoch": metrics_callback.last_epoch,
-            "num_samples": config.metrics_samples,
+            "num_samples": metrics_callback.num_samples,
             "labels": metrics_callback.evaluator.labels(),
             "features": metrics_callback.evaluator.describe(),
             "evaluations": len(metrics_callback.seconds),

@@ -198,3 +198,15 @@ def test_kgan_train_logs_default_digits_metrics_to_config_and_tensorboard(tmp_pa
     assert os.path.isdir(tmp_path / "saved_models" / "feature_extractors" / "classifier_digits")
     scalars = read_scalars(os.path.join(result["outputs"]["tensorboard"], "metrics"))
     assert [s for s, _ in scalars["fcd"]] == [1, 2, 3]
+
+
+def test_kgan_train_metric_defaults_per_dataset(tmp_path):
+    from kgan.config import TrainConfig
+
+    ring = data.load("ring8", seed=0)
+    cb = callbacks.metrics_callback_for_run(TrainConfig(dataset="ring8", output=str(tmp_path)), ring, str(tmp_path))
+    assert cb.evaluator.metrics == ("modes",) and cb.num_samples == 2500 and cb.every == 10  # PacGAN protocol
+    cb = callbacks.metrics_callback_for_run(TrainConfig(dataset="ring8", metrics="fid,pr", metrics_samples=300),
+                                            ring, str(tmp_path))
+    assert cb.evaluator.distance_name == "fd" and cb.num_samples == 300 and cb.evaluator.num_real == 10_000
+    assert callbacks.metrics_callback_for_run(TrainConfig(metrics="none"), data.load("digits"), str(tmp_path)) is None

@@ -64,7 +64,8 @@ def test_evaluate_json_equals_the_metrics_computed_directly(exported, quick_clas
     assert values["is"] == pytest.approx(metrics.inception_score(logits, from_logits=True)["mean"], rel=1e-9)
     assert report["num_samples"] == NUM and report["num_real"] == 600 and report["latent_dim"] == 16
     assert report["features"]["feature_network"] == "classifier:digits"
-    assert "Frechet Classifier Distance" in report["labels"]["fcd"] and "200 generated vs 600 real" in report["labels"]["fcd"]
+    assert "Frechet Classifier Distance" in report["features"]["feature_label"]
+    assert report["labels"]["fcd"] == "Frechet distance (200 generated vs 600 real) on classifier:digits (FCD)"
     assert f"fcd {values['fcd']:.6g}" in " ".join(out.split())
 
 
@@ -74,11 +75,12 @@ def test_evaluate_mode_metrics_of_a_point_generator(tmp_path, capsys):
     path = export_generator(generator, str(tmp_path / "points"))
     out_json = tmp_path / "ring.json"
     code, _, _ = run_main(["evaluate", "--model", path, "--dataset", "ring8", "--metrics", "modes,fid",
-                           "--num-samples", "500", "--json", str(out_json)], capsys)
+                           "--json", str(out_json)], capsys)
     assert code == 0
     report = json.loads(out_json.read_text())
+    assert report["num_samples"] == 2500  # PacGAN's protocol
     serve = tf.saved_model.load(path).signatures["serving_default"]
-    points = serve(latent=tf.constant(np.random.default_rng(0).standard_normal((500, 8)).astype(np.float32)))["images"]
+    points = serve(latent=tf.constant(np.random.default_rng(0).standard_normal((2500, 8)).astype(np.float32)))["images"]
     expected = metrics.mode_metrics(points.numpy(), "ring8")
     assert report["metrics"]["modes"] == expected["modes_captured"]
     assert report["metrics"]["hq_percent"] == expected["high_quality_percent"]
