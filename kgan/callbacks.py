@@ -87,6 +87,7 @@ class MetricsCallback(keras.callbacks.Callback):
     ModelCheckpoint, keras.callbacks.TensorBoard). History and the progress bar are appended
     by Keras after the user's callbacks and always see them.
 
+    Samples with NaN or Inf (a diverged generator) are not scored: the values become NaN.
     On epochs without an evaluation, `logs` carries the last computed values, so every epoch
     has every key (ModelCheckpoint(monitor="fcd") never warns about a missing key; a carried
     value never counts as an improvement; give EarlyStopping a `patience` above `every`).
@@ -149,6 +150,8 @@ class MetricsCallback(keras.callbacks.Callback):
         start = time.perf_counter()
         samples = self.model.generate(self.num_samples, seed=self.seed)
         self.part_seconds["generate"] = self.part_seconds.get("generate", 0.0) + time.perf_counter() - start
+        if not np.all(np.isfinite(samples)):  # a diverged generator: NaN scores (DivergenceGuard reports it)
+            return {name: float("nan") for name in self.last}
         with _blas_threads(self.blas_threads):
             values = self.evaluator(samples)
         for part, seconds in self.evaluator.seconds.items():

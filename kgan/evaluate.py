@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 from kgan import metrics as kmetrics
-from kgan.errors import UsageError
+from kgan.errors import KganError, UsageError
 
 #: Metric names accepted by `--metrics` (besides "none").
 METRICS = ("fid", "fcd", "kid", "is", "pr", "dc", "modes")
@@ -352,6 +352,8 @@ def evaluate(model_path, dataset, metrics=None, num_samples=None, features=None,
     start = time.perf_counter()
     samples = generate_samples(model, int(num_samples), seed=seed, progress=progress)
     generate_seconds = time.perf_counter() - start
+    if not np.all(np.isfinite(samples)):
+        raise KganError(f"the generator at {model_path} produced NaN or Inf samples: it diverged; nothing to score")
     values = evaluator(samples)
     return {
         "model": os.path.abspath(model_path),

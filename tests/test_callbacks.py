@@ -210,3 +210,15 @@ def test_kgan_train_metric_defaults_per_dataset(tmp_path):
                                             ring, str(tmp_path))
     assert cb.evaluator.distance_name == "fd" and cb.num_samples == 300 and cb.evaluator.num_real == 10_000
     assert callbacks.metrics_callback_for_run(TrainConfig(metrics="none"), data.load("digits"), str(tmp_path)) is None
+
+
+def test_a_diverged_generator_gets_nan_scores_not_an_exception(quick_digits_classifier):
+    real, _ = data.digits_arrays()
+    model = tiny_gan()
+    cb = callbacks.MetricsCallback(["fcd"], real[:100], features=quick_digits_classifier, num_samples=50)
+    cb.set_model(model)
+    assert np.isfinite(cb.evaluate()["fcd"])
+    cb.last = {"fcd": 1.0}
+    kernel = model.generator.trainable_variables[0]
+    kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+    assert np.isnan(cb.evaluate()["fcd"])
