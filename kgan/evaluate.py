@@ -224,7 +224,7 @@ class Evaluator:
                 if "high_quality_percent" in modes:
                     results["hq_percent"] = modes["high_quality_percent"]
                 results["reverse_kl"] = modes["reverse_kl"]
-            self.seconds[metric] = time.perf_counter() - start
+            self.seconds[self.distance_name if metric in ("fid", "fcd") else metric] = time.perf_counter() - start
         return {name: float(value) for name, value in results.items()}
 
     def labels(self):

@@ -306,6 +306,9 @@ def train(config, verbose="auto", print_fn=print):
     if metrics_callback is not None:
         for name, label in metrics_callback.evaluator.labels().items():
             print_fn(f"  {name}: {label}")
+        for name, label in metrics_callback.evaluator.describe().items():
+            if name in ("feature_label", "mode_classifier"):
+                print_fn(f"  {'features' if name == 'feature_label' else 'mode classifier'}: {label}")
     print_fn(f"  generator (SavedModel): {outputs['generator']}")
     print_fn(f"  config and metrics:     {outputs['config']}")
     print_fn(f"  samples:                {outputs['samples']}")
