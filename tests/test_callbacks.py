@@ -205,7 +205,7 @@ def test_kgan_train_metric_defaults_per_dataset(tmp_path):
 
     ring = data.load("ring8", seed=0)
     cb = callbacks.metrics_callback_for_run(TrainConfig(dataset="ring8", output=str(tmp_path)), ring, str(tmp_path))
-    assert cb.evaluator.metrics == ("modes",) and cb.num_samples == 2500 and cb.every == 10  # PacGAN protocol
+    assert cb.evaluator.metrics == ("modes",) and cb.num_samples == 2500 and cb.every == 20  # PacGAN protocol
     cb = callbacks.metrics_callback_for_run(TrainConfig(dataset="ring8", metrics="fid,pr", metrics_samples=300),
                                             ring, str(tmp_path))
     assert cb.evaluator.distance_name == "fd" and cb.num_samples == 300 and cb.evaluator.num_real == 10_000
