@@ -172,8 +172,9 @@ class DivergenceGuard(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         step = self._epoch * self.steps_per_epoch + batch + 1
-        for name, value in (logs or {}).items():
-            value = float(np.asarray(value))
+        # Losses first, so the report names the loss (a NaN loss also makes gradient norms NaN).
+        for name, value in sorted((logs or {}).items(), key=lambda item: "loss" not in item[0]):
+            value = float(np.asarray(value).reshape(-1)[0])
             if not np.isfinite(value):
                 self._fire(step, name, value)
                 return
