@@ -133,37 +133,34 @@ def grid(losses, ps, datasets, seeds, preset="recommended", steps=2000, eval_eve
 
 
 class Evaluator:
-    """Computes a dataset's metrics on generated samples (and keeps the feature networks)."""
+    """compare's scoring: `kgan.evaluate.Evaluator` with each dataset's protocol, reporting under
+    the column names of the results files (modes_captured, high_quality_percent, reverse_kl;
+    fcd, kid on the digits classifier)."""
+
+    _COLUMNS = {"modes": "modes_captured", "hq_percent": "high_quality_percent"}
 
     def __init__(self, dataset_name, cache_dir=None):
-        from kgan import data
+        from kgan import data, evaluate
 
         self.dataset = dataset_name
-        self.classifier = None
-        self.real_features = None
-        if dataset_name in ("digits", "stacked_digits"):
-            from kgan import metrics
-
-            self.classifier = metrics.get_feature_extractor("classifier:digits", **({"cache_dir": cache_dir} if cache_dir else {}))
         if dataset_name == "digits":
             images, _ = data.digits_arrays()
-            self.real_features = self.classifier.features(images)
+            self._evaluator = evaluate.Evaluator(("fcd", "kid"), images, features="classifier:digits",
+                                                 cache_dir=cache_dir)
+        else:
+            self._evaluator = evaluate.Evaluator(("modes",), None, dataset=dataset_name, cache_dir=cache_dir)
 
     @property
     def label(self):
         if self.dataset in MIXTURES:
             return f"mode metrics on {EVAL_SAMPLES[self.dataset]} samples (PacGAN protocol)"
-        return f"{EVAL_SAMPLES[self.dataset]} samples; features: {self.classifier.label}"
+        network = self._evaluator.features or self._evaluator.classifier
+        return f"{EVAL_SAMPLES[self.dataset]} samples; features: {network.label}"
 
     def __call__(self, samples):
-        from kgan import metrics
-
-        if self.dataset in MIXTURES or self.dataset == "stacked_digits":
-            result = metrics.mode_metrics(samples, self.dataset, classifier=self.classifier)
-            return {k: float(result[k]) for k in ("modes_captured", "high_quality_percent", "reverse_kl") if k in result}
-        fake = self.classifier.features(samples)
-        kid = metrics.kernel_inception_distance(self.real_features, fake)
-        return {"fcd": metrics.frechet_distance(self.real_features, fake), "kid": kid["mean"]}
+        results = self._evaluator(samples)
+        results.pop("kid_std", None)
+        return {self._COLUMNS.get(name, name): value for name, value in results.items()}
 
 
 def run_one(spec, cache_dir=None, keep_samples=None):
