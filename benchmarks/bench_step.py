@@ -1,17 +1,20 @@
 """Training-step speed: kgan's `GAN.fit` path against a hand-written reference step, in one run.
 
 DCGAN 32x32x3 (kgan.networks' DCGAN pair: G 100 -> 4x4x256 -> 8 -> 16 -> 32, D 64-128-256),
-batch 64, one discriminator + one generator update per step. Every number is the median
-over timed steps after warm-up, measured in this process, so ratios compare like with like:
+batch 64, one discriminator + one generator update per step. Every variant is built and warmed
+up first, then all run in interleaved rounds (A, B, C, ..., A, B, C, ...); each number is the
+median over all its timed steps, so ratios of one run compare like with like even when the
+machine's load drifts:
 
 - reference: a plain float32 step written here (tf.function, two GradientTapes, Adam,
   non-saturating loss with reduce_mean; no kgan training code; the same networks);
 - kgan: `GAN.fit` (per-batch wall time from a callback) for non_saturating, minkowski p=4,
   WGAN-GP (wasserstein + GradientPenalty(10), no batch norm in D) and WGAN with d_steps=5 and
   clipping, in float32 and mixed_bfloat16, with and without XLA (`jit_compile`);
-- pipeline: the kgan default step fed by the real tf.data pipeline (kgan.data.pipeline over
-  uint8 images decoded on the fly) against the same step on one in-memory tensor;
-- peak: a 2048x2048 matmul in float32 and bfloat16.
+- pipeline: kgan's default configuration (the precision `--precision auto` picks on this
+  machine, no XLA) fed by the real tf.data pipeline (kgan.data.pipeline over uint8 images
+  decoded on the fly) against the same step on one in-memory tensor;
+- peak: 8 chained 2048x2048 matmuls in one tf.function, float32 and bfloat16 (best of 7).
 
 Achieved GFLOP/s use an analytic count of the step's multiply-adds (2 FLOPs each) in every
 Conv/Dense layer: forward passes count 1x, a backward pass 2x (input and weight gradients).
@@ -19,7 +22,7 @@ A D update: G forward (1x) + D forward and backward on real and fake (2 x 3x). A
 G forward and backward (3x) + D forward and backward (3x). A WGAN-GP critic update adds a D
 forward + backward for the input gradient and its double backward (about 3x + 3x more).
 
-    python benchmarks/bench_step.py            # full table (several minutes on 2 cores)
+    python benchmarks/bench_step.py            # full table (about 6 minutes on 2 idle cores)
     python benchmarks/bench_step.py --quick    # smoke run: tiny networks, few steps
     python benchmarks/bench_step.py --json out.json
 """
@@ -38,7 +41,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from kgan import data, gan, networks, penalties  # noqa: E402
+from kgan import data, distribute, gan, networks, penalties  # noqa: E402
 
 # ---- FLOPs ----------------------------------------------------------------------------------
 
@@ -69,6 +72,11 @@ def step_flops(generator, discriminator, batch, d_steps=1, gradient_penalty=Fals
 
 
 # ---- timing ---------------------------------------------------------------------------------
+#
+# Every variant is built and warmed up first; then all variants run in ROUNDS (variant A, B, C,
+# ..., then A, B, C again), and each variant's number is the median over all its timed steps.
+# Interleaving spreads any drift of the machine's load over every variant alike, so the ratios
+# of one run stay meaningful on a shared machine.
 
 
 class BatchTimer(keras.callbacks.Callback):
@@ -83,10 +91,6 @@ class BatchTimer(keras.callbacks.Callback):
         self.times.append(time.perf_counter() - self._start)
 
 
-def median_ms(times, warmup):
-    return 1e3 * statistics.median(times[warmup:])
-
-
 def set_precision(precision):
     keras.mixed_precision.set_global_policy(precision)
 
@@ -96,58 +100,90 @@ def make_pair(shape, latent, batch_norm=True):
     return networks.build(shape, latent, batch_norm=batch_norm)
 
 
-def time_reference(shape, latent, batch, steps, warmup):
+class Reference:
     """A float32 non-saturating step written without kgan's training code."""
-    set_precision("float32")
-    generator, discriminator = make_pair(shape, latent)
-    g_opt = keras.optimizers.Adam(2e-4, beta_1=0.5)
-    d_opt = keras.optimizers.Adam(2e-4, beta_1=0.5)
-    g_opt.build(generator.trainable_variables)
-    d_opt.build(discriminator.trainable_variables)
-    real = tf.random.uniform((batch, *shape), -1, 1)
 
-    @tf.function
-    def step(real):
-        z = tf.random.normal((batch, latent))
-        with tf.GradientTape() as tape:
-            fake = generator(z, training=True)
-            real_logits = discriminator(real, training=True)
-            fake_logits = discriminator(fake, training=True)
-            d_loss = tf.reduce_mean(tf.nn.softplus(-real_logits) + tf.nn.softplus(fake_logits))
-        d_opt.apply(tape.gradient(d_loss, discriminator.trainable_variables), discriminator.trainable_variables)
-        z = tf.random.normal((batch, latent))
-        with tf.GradientTape() as tape:
-            g_loss = tf.reduce_mean(tf.nn.softplus(-discriminator(generator(z, training=True), training=True)))
-        g_opt.apply(tape.gradient(g_loss, generator.trainable_variables), generator.trainable_variables)
-        return d_loss, g_loss
+    precision = "float32"
 
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        d_loss, _ = step(real)
-        d_loss.numpy()
-        times.append(time.perf_counter() - start)
-    return median_ms(times, warmup), step_flops(generator, discriminator, batch)
+    def __init__(self, shape, latent, batch):
+        set_precision("float32")
+        generator, discriminator = make_pair(shape, latent)
+        g_opt = keras.optimizers.Adam(2e-4, beta_1=0.5)
+        d_opt = keras.optimizers.Adam(2e-4, beta_1=0.5)
+        g_opt.build(generator.trainable_variables)
+        d_opt.build(discriminator.trainable_variables)
+        self.real = tf.random.uniform((batch, *shape), -1, 1)
+        self.flops = step_flops(generator, discriminator, batch)
+
+        @tf.function
+        def step(real):
+            z = tf.random.normal((batch, latent))
+            with tf.GradientTape() as tape:
+                fake = generator(z, training=True)
+                real_logits = discriminator(real, training=True)
+                fake_logits = discriminator(fake, training=True)
+                d_loss = tf.reduce_mean(tf.nn.softplus(-real_logits) + tf.nn.softplus(fake_logits))
+            d_opt.apply(tape.gradient(d_loss, discriminator.trainable_variables), discriminator.trainable_variables)
+            z = tf.random.normal((batch, latent))
+            with tf.GradientTape() as tape:
+                g_loss = tf.reduce_mean(tf.nn.softplus(-discriminator(generator(z, training=True), training=True)))
+            g_opt.apply(tape.gradient(g_loss, generator.trainable_variables), generator.trainable_variables)
+            return d_loss, g_loss
+
+        self.step = step
+
+    def run(self, steps):
+        times = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            d_loss, _ = self.step(self.real)
+            d_loss.numpy()
+            times.append(time.perf_counter() - start)
+        return times
 
 
-def time_kgan(shape, latent, batch, steps, warmup, loss="non_saturating", precision="float32",
-              jit_compile=False, d_steps=1, gp=False, clip=None, dataset=None):
-    set_precision(precision)
-    try:
-        generator, discriminator = make_pair(shape, latent, batch_norm=not gp)
-        model = gan.GAN(generator, discriminator, d_steps=d_steps, seed=0)
-        model.compile(
-            keras.optimizers.Adam(2e-4, beta_1=0.5), keras.optimizers.Adam(2e-4, beta_1=0.5),
-            loss=loss, penalty=penalties.GradientPenalty(10.0, seed=0) if gp else None,
-            weight_clip=clip, jit_compile=jit_compile,
-        )
+class KganFit:
+    """kgan's `GAN.fit` path, timed per batch by a callback."""
+
+    def __init__(self, shape, latent, batch, loss="non_saturating", precision="float32", jit_compile=False,
+                 d_steps=1, gp=False, clip=None, dataset=None):
+        self.precision = precision
+        set_precision(precision)
+        try:
+            generator, discriminator = make_pair(shape, latent, batch_norm=not gp)
+            self.model = gan.GAN(generator, discriminator, d_steps=d_steps, seed=0)
+            self.model.compile(
+                keras.optimizers.Adam(2e-4, beta_1=0.5), keras.optimizers.Adam(2e-4, beta_1=0.5),
+                loss=loss, penalty=penalties.GradientPenalty(10.0, seed=0) if gp else None,
+                weight_clip=clip, jit_compile=jit_compile,
+            )
+        finally:
+            set_precision("float32")
         if dataset is None:
             dataset = tf.data.Dataset.from_tensors(tf.random.uniform((batch * d_steps, *shape), -1, 1)).repeat()
-        timer = BatchTimer()
-        model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer], shuffle=False)
-        return median_ms(timer.times, warmup), step_flops(generator, discriminator, batch, d_steps, gp)
-    finally:
-        set_precision("float32")
+        self.iterator_source = dataset
+        self.flops = step_flops(generator, discriminator, batch, d_steps, gp)
+
+    def run(self, steps):
+        set_precision(self.precision)
+        try:
+            timer = BatchTimer()
+            self.model.fit(self.iterator_source, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer],
+                           shuffle=False)
+            return timer.times
+        finally:
+            set_precision("float32")
+
+
+def time_interleaved(variants, steps, warmup, rounds):
+    """{name: median ms} over `rounds` interleaved rounds of `steps` steps, after a warm-up."""
+    for variant in variants.values():
+        variant.run(warmup)  # traces, compiles, and warms the caches
+    times = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, variant in variants.items():
+            times[name] += variant.run(steps)
+    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
 
 
 def real_pipeline(shape, batch, num_examples=6400):
@@ -160,16 +196,23 @@ def real_pipeline(shape, batch, num_examples=6400):
     return data.pipeline(dataset, batch, seed=0).repeat()
 
 
-def matmul_peak(dtype, n=2048, repeats=10):
-    a = tf.cast(tf.random.normal((n, n)), dtype)
-    matmul = tf.function(tf.linalg.matmul)
-    matmul(a, a).numpy()
+def matmul_peak(dtype, n=2048, chain=8, repeats=7):
+    """GFLOP/s of `chain` dependent n x n matmuls in one tf.function (one scalar copied out)."""
+    a = tf.cast(tf.random.normal((n, n)) / n**0.5, dtype)  # keeps the chained product's scale
+
+    @tf.function
+    def chained(x):
+        for _ in range(chain):
+            x = tf.linalg.matmul(x, a)
+        return tf.reduce_sum(tf.cast(x[:1, :1], tf.float32))
+
+    chained(a).numpy()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        matmul(a, a).numpy()
+        chained(a).numpy()
         times.append(time.perf_counter() - start)
-    return 2 * n**3 / statistics.median(times) / 1e9
+    return chain * 2 * n**3 / min(times) / 1e9
 
 
 def cpu_flags():
@@ -187,73 +230,85 @@ def cpu_flags():
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny networks and few steps (a smoke run)")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per variant (default 40; quick 6)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per variant and round (default 10; quick 3)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5; quick 1)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
 
     shape, latent, batch = ((8, 8, 1), 16, 16) if args.quick else ((32, 32, 3), 100, 64)
-    steps = args.steps or (6 if args.quick else 40)
+    steps = args.steps or (3 if args.quick else 10)
+    rounds = args.rounds or (1 if args.quick else 5)
     warmup = 2 if args.quick else 5
-    steps += warmup
+    default_precision, why = distribute.auto_precision()
 
     peak = {"float32": matmul_peak(tf.float32, 256 if args.quick else 2048),
             "mixed_bfloat16": matmul_peak(tf.bfloat16, 256 if args.quick else 2048)}
-    ref_ms, ref_flops = time_reference(shape, latent, batch, steps, warmup)
-    rows = [{"name": "reference (plain TF step)", "precision": "float32", "xla": False, "ms": ref_ms, "flops": ref_flops}]
 
-    variants = [
-        ("non_saturating", {}),
-        ("minkowski p=4", {"loss": {"class_name": "Minkowski", "config": {"p": 4.0}}}),
-        ("WGAN-GP", {"loss": "wasserstein", "gp": True}),
-        ("WGAN d_steps=5 + clip", {"loss": "wasserstein", "d_steps": 5, "clip": 0.01}),
-    ]
+    losses = {
+        "non_saturating": {},
+        "minkowski p=4": {"loss": {"class_name": "Minkowski", "config": {"p": 4.0}}},
+        "WGAN-GP": {"loss": "wasserstein", "gp": True},
+        "WGAN d_steps=5 + clip": {"loss": "wasserstein", "d_steps": 5, "clip": 0.01},
+    }
+    variants = {("reference (plain TF step)", "float32", False): Reference(shape, latent, batch)}
     for precision in ("float32", "mixed_bfloat16"):
         for jit in (False, True):
-            for name, kwargs in variants:
+            for name, kwargs in losses.items():
                 if jit and name != "non_saturating" and not args.quick:
                     continue  # XLA: one loss is enough to see whether it pays
-                ms, flops = time_kgan(shape, latent, batch, steps, warmup, precision=precision, jit_compile=jit, **kwargs)
-                rows.append({"name": f"kgan {name}", "precision": precision, "xla": jit, "ms": ms, "flops": flops})
+                variants[(f"kgan {name}", precision, jit)] = KganFit(
+                    shape, latent, batch, precision=precision, jit_compile=jit, **kwargs)
+    # The default configuration (what --precision auto picks here, no XLA) fed by the real pipeline.
+    pipeline_key = ("kgan non_saturating + tf.data pipeline", default_precision, False)
+    variants[pipeline_key] = KganFit(shape, latent, batch, precision=default_precision,
+                                     dataset=real_pipeline(shape, batch))
 
-    best = min((r for r in rows if r["name"] == "kgan non_saturating"), key=lambda r: r["ms"])
-    pipe_ms, _ = time_kgan(shape, latent, batch, steps, warmup, precision=best["precision"],
-                           jit_compile=best["xla"], dataset=real_pipeline(shape, batch))
-    pipeline_row = {"in_memory_ms": best["ms"], "pipeline_ms": pipe_ms, "overhead": pipe_ms / best["ms"] - 1}
-
-    for row in rows:
+    ms = time_interleaved(variants, steps, warmup, rounds)
+    rows = []
+    ref_ms = ms[("reference (plain TF step)", "float32", False)]
+    for key, variant in variants.items():
+        name, precision, xla = key
+        row = {"name": name, "precision": precision, "xla": xla, "ms": ms[key], "flops": variant.flops}
         row["images_per_s"] = batch / row["ms"] * 1e3
         row["speedup_vs_reference"] = ref_ms / row["ms"]
         row["gflops"] = row["flops"] / row["ms"] / 1e6
         row["fraction_of_peak"] = row["gflops"] / peak[row["precision"]]
+        rows.append(row)
 
     def ms_of(name, precision, xla=False):
-        return next(r["ms"] for r in rows if r["name"] == name and r["precision"] == precision and r["xla"] == xla)
+        return ms[(name, precision, xla)]
 
+    default_ms = ms_of("kgan non_saturating", default_precision)
+    pipeline_row = {"in_memory_ms": default_ms, "pipeline_ms": ms[pipeline_key], "overhead": ms[pipeline_key] / default_ms - 1}
     ratios = {
-        "best_kgan_non_saturating_vs_reference": ref_ms / best["ms"],
+        "kgan_default_vs_reference": ref_ms / default_ms,
+        "kgan_bfloat16_vs_reference": ref_ms / ms_of("kgan non_saturating", "mixed_bfloat16"),
+        "kgan_xla_vs_no_xla_float32": ms_of("kgan non_saturating", "float32") / ms_of("kgan non_saturating", "float32", True),
         "wgan_gp_vs_plain_float32": ms_of("kgan WGAN-GP", "float32") / ms_of("kgan non_saturating", "float32"),
         "wgan_gp_vs_plain_bfloat16": ms_of("kgan WGAN-GP", "mixed_bfloat16") / ms_of("kgan non_saturating", "mixed_bfloat16"),
         "pipeline_overhead": pipeline_row["overhead"],
     }
     result = {
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
-                    "cpu_flags": cpu_flags(), "tensorflow": tf.__version__, "keras": keras.__version__},
-        "setup": {"shape": shape, "latent_dim": latent, "batch": batch, "timed_steps": steps - warmup, "warmup": warmup},
+                    "cpu_flags": cpu_flags(), "load_average": os.getloadavg(), "tensorflow": tf.__version__,
+                    "keras": keras.__version__},
+        "setup": {"shape": shape, "latent_dim": latent, "batch": batch, "steps_per_round": steps, "rounds": rounds,
+                  "warmup": warmup},
         "matmul_peak_gflops": peak,
         "rows": rows,
         "pipeline": pipeline_row,
-        "best_default": {"precision": best["precision"], "xla": best["xla"]},
+        "default": {"precision": default_precision, "why": why, "xla": False},
         "ratios": ratios,
     }
 
-    print(f"DCGAN {shape[0]}x{shape[1]}x{shape[2]}, batch {batch}, median of {steps - warmup} steps; "
-          f"matmul peak fp32 {peak['float32']:.0f} GFLOP/s, bf16 {peak['mixed_bfloat16']:.0f} GFLOP/s")
-    print(f"{'variant':34} {'precision':15} {'xla':5} {'ms/step':>8} {'img/s':>7} {'x ref':>6} {'GFLOP/s':>8} {'% peak':>7}")
+    print(f"DCGAN {shape[0]}x{shape[1]}x{shape[2]}, batch {batch}, median of {rounds} interleaved rounds x {steps} steps; "
+          f"matmul peak fp32 {peak['float32']:.0f} GFLOP/s, bf16 {peak['mixed_bfloat16']:.0f} GFLOP/s; "
+          f"load average {os.getloadavg()[0]:.2f}")
+    print(f"kgan default here: {default_precision} ({why}), no XLA")
+    print(f"{'variant':40} {'precision':15} {'xla':5} {'ms/step':>8} {'img/s':>7} {'x ref':>6} {'GFLOP/s':>8} {'% peak':>7}")
     for r in rows:
-        print(f"{r['name']:34} {r['precision']:15} {str(r['xla']):5} {r['ms']:8.1f} {r['images_per_s']:7.0f} "
+        print(f"{r['name']:40} {r['precision']:15} {str(r['xla']):5} {r['ms']:8.1f} {r['images_per_s']:7.0f} "
               f"{r['speedup_vs_reference']:6.2f} {r['gflops']:8.1f} {100 * r['fraction_of_peak']:6.1f}%")
-    print(f"pipeline: {pipe_ms:.1f} ms/step with kgan.data.pipeline vs {best['ms']:.1f} in memory "
-          f"({100 * pipeline_row['overhead']:+.1f}%)")
     for key, value in ratios.items():
         print(f"{key}: {value:.3f}")
     if args.json:
