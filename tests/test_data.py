@@ -117,3 +117,32 @@ def test_network_probe_is_false_offline():
 def test_tfds_names_are_registered():
     assert set(data.TFDS_NAMES) == {"mnist", "fashion_mnist", "cifar10", "svhn_cropped", "celeb_a"}
     assert isinstance(data.load("ring8").data, tf.data.Dataset)
+
+
+def test_digits_with_labels_yields_aligned_int32_pairs():
+    dataset = data.load("digits", with_labels=True)
+    images, labels = data.digits_arrays()
+    pairs = list(dataset.data.take(5).as_numpy_iterator())
+    assert dataset.num_classes == 10 and data.load("digits").num_classes is None
+    for i, (image, label) in enumerate(pairs):
+        np.testing.assert_array_equal(image, images[i])
+        assert label.dtype == np.int32 and label == labels[i]
+    batch = next(iter(data.pipeline(dataset, 64, seed=0)))
+    assert batch[0].shape == (64, 8, 8, 1) and batch[1].shape == (64,)
+
+
+def test_tfds_with_labels_through_mock_data(monkeypatch):
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setattr(data, "_network_available", lambda *a, **k: True)
+    with tfds.testing.mock_data(num_examples=6):
+        dataset = data.load("mnist", with_labels=True)
+        pairs = list(dataset.data.as_numpy_iterator())
+    assert dataset.num_classes == 10 and len(pairs) == 6
+    assert all(image.shape == (32, 32, 1) and 0 <= label < 10 for image, label in pairs)
+
+
+@pytest.mark.parametrize("name", ["stacked_digits", "ring8", "celeb_a"])
+def test_labels_of_an_unlabelled_dataset_is_a_usage_error(name):
+    with pytest.raises(UsageError, match="--conditional needs a dataset with one class label"):
+        data.load(name, with_labels=True)

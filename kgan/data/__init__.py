@@ -12,7 +12,9 @@ Names:
     folder:PATH       a directory of images (png/jpg/bmp/gif), searched recursively.
 
 Every dataset yields single examples, float32, images in [-1, 1] of shape [H, W, C] (square,
-8..64 pixels: DCGAN sizes) or points of shape [2].
+8..64 pixels: DCGAN sizes) or points of shape [2]. With `load(..., with_labels=True)` (for
+conditional GANs) a labelled dataset yields `(example, label)` pairs, the label an int32 class
+id in [0, num_classes).
 """
 
 import dataclasses
@@ -28,6 +30,8 @@ from kgan.metrics.modes import mixture_modes  # the benchmark protocol lives wit
 
 MIXTURES = ("ring8", "grid25")
 TFDS_NAMES = tuple(name for name in NAMES if name not in ("digits", "stacked_digits", *MIXTURES))
+#: Datasets with one class label per example (conditional GANs), and their number of classes.
+NUM_CLASSES = {"digits": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10, "svhn_cropped": 10}
 STACKED_SAMPLES = 50_000
 IMAGE_SIZES = (8, 16, 32, 64)
 MIXTURE_SAMPLES = 100_000
@@ -44,6 +48,8 @@ class Dataset:
         num_examples: number of examples in one epoch.
         labels: int class labels aligned with `data` where the dataset has them, else None
             (only kept for in-memory datasets).
+        num_classes: number of classes when `data` yields `(example, label)` pairs
+            (`load(..., with_labels=True)`), else None.
     """
 
     name: str
@@ -51,6 +57,7 @@ class Dataset:
     shape: tuple
     num_examples: int
     labels: np.ndarray = None
+    num_classes: int = None
 
     @property
     def kind(self):
@@ -66,7 +73,7 @@ def validate_name(name):
     )
 
 
-def load(name, data_dir=None, image_size=None, seed=0):
+def load(name, data_dir=None, image_size=None, seed=0, with_labels=False):
     """Loads a dataset by name.
 
     Args:
@@ -76,25 +83,31 @@ def load(name, data_dir=None, image_size=None, seed=0):
         image_size: output size for image datasets (8, 16, 32 or 64); default: the dataset's
             own size rounded up to a DCGAN size (digits 8, mnist 32, cifar10 32, celeb_a 64).
         seed: seed for the synthetic mixtures.
+        with_labels: yield `(example, label int32)` pairs (conditional GANs); only for the
+            datasets in `NUM_CLASSES`.
 
     Returns:
         A `Dataset`.
 
     Raises:
-        UsageError: unknown name, missing folder, or a download that cannot be made.
+        UsageError: unknown name, missing folder, a download that cannot be made, or labels
+            asked of a dataset without class labels.
     """
     validate_name(name)
     if image_size is not None and image_size not in IMAGE_SIZES:
         raise UsageError(f"image size must be one of {IMAGE_SIZES}; got {image_size}")
+    if with_labels and name not in NUM_CLASSES:
+        raise UsageError(f"--conditional needs a dataset with one class label per example "
+                         f"({', '.join(NUM_CLASSES)}); {name!r} has none")
     if name == "digits":
-        return _digits(image_size)
+        return _digits(image_size, with_labels)
     if name == "stacked_digits":
         return _stacked_digits(STACKED_SAMPLES, seed, image_size)
     if name in MIXTURES:
         return _mixture(name, MIXTURE_SAMPLES, seed)
     if name.startswith("folder:"):
         return _folder(name[len("folder:"):], image_size or 64)
-    return _tfds(name, data_dir, image_size)
+    return _tfds(name, data_dir, image_size, with_labels)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -110,13 +123,16 @@ def digits_arrays():
     return images, digits.target.astype("int64")
 
 
-def _digits(image_size):
+def _digits(image_size, with_labels=False):
     images, labels = digits_arrays()
     data = tf.data.Dataset.from_tensor_slices(images)
     if image_size not in (None, 8):
         data = data.map(lambda x: tf.image.resize(x, (image_size, image_size)))
+    if with_labels:
+        data = tf.data.Dataset.zip(data, tf.data.Dataset.from_tensor_slices(labels.astype("int32")))
     size = image_size or 8
-    return Dataset("digits", data, (size, size, 1), len(images), labels)
+    return Dataset("digits", data, (size, size, 1), len(images), labels,
+                   NUM_CLASSES["digits"] if with_labels else None)
 
 
 def stacked_digits_arrays(n, seed=0):
@@ -188,7 +204,7 @@ def _network_available(host="storage.googleapis.com", port=443, timeout=3.0):
         return False
 
 
-def _tfds(name, data_dir, image_size):
+def _tfds(name, data_dir, image_size, with_labels=False):
     import tensorflow_datasets as tfds
 
     builder = tfds.builder(name, data_dir=data_dir)
@@ -220,10 +236,12 @@ def _tfds(name, data_dir, image_size):
         if name == "celeb_a":  # the usual face crop, then resize
             image = tf.image.crop_to_bounding_box(image, 40, 15, 148, 148)
         image = tf.image.resize(image, (size, size), antialias=True)
-        return tf.clip_by_value(_to_unit_range(image), -1.0, 1.0)
+        image = tf.clip_by_value(_to_unit_range(image), -1.0, 1.0)
+        return (image, tf.cast(example["label"], tf.int32)) if with_labels else image
 
     data = data.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-    return Dataset(name, data, (size, size, channels), num_examples)
+    return Dataset(name, data, (size, size, channels), num_examples,
+                   num_classes=NUM_CLASSES[name] if with_labels else None)
 
 
 # ----------------------------------------------------------------------------------------------
