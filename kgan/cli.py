@@ -26,6 +26,17 @@ def _optional_number(const):
     return {"type": float, "nargs": "?", "const": const, "default": None}
 
 
+def _int_list(text):
+    """argparse type: "3" or "0,1,2" -> [ints] (>= 0)."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated class ids, e.g. 0,1,2; got {text!r}") from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"class ids must be >= 0; got {text!r}")
+    return values
+
+
 def add_train_arguments(parser):
     d = TrainConfig()
     group = parser.add_argument_group("loss")
@@ -145,6 +156,9 @@ def add_generate_arguments(parser):
     parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same samples (default: %(default)s)")
     parser.add_argument("--truncation", type=float, default=0.0,
                         help="truncation trick: latent components within [-T, T]; 0: none (default: %(default)s)")
+    parser.add_argument("--labels", type=_int_list, metavar="LIST",
+                        help="conditional generators: class ids, e.g. 3 or 0,1,2, repeated to --num samples "
+                             "(default: 0, 1, ..., K-1 in turn)")
     parser.add_argument("--interpolate", type=int, metavar="K",
                         help="write latent interpolations of K steps instead: a linear and a spherical row per pair")
     parser.add_argument("--pairs", type=int, default=4, help="pairs of endpoints for --interpolate (default: %(default)s)")
@@ -155,7 +169,7 @@ def run_generate(args):
     from kgan import generate
 
     generate.generate(args.model, args.out, num=args.num, seed=args.seed, truncation=args.truncation,
-                      interpolate_steps=args.interpolate, pairs=args.pairs)
+                      interpolate_steps=args.interpolate, pairs=args.pairs, labels=args.labels)
     print(f"kgan: wrote {os.path.abspath(args.out)}")
     return 0
 

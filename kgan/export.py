@@ -17,6 +17,11 @@ Signatures (N is the number of samples; D the latent size; [H, W, C] or [P] one 
         gives the same outputs; `truncation` t > 0 draws every latent component from a standard
         normal restricted to [-t, t] (the truncation trick), 0 draws plain standard normals.
 
+A CONDITIONAL generator (inputs [latent, labels], `kgan train --conditional`) gets a `labels`
+input in both signatures: int32 [N] class ids in [0, num_classes) for `serving_default`, and for
+`sample` int32 [L] where L is `num` (one class per sample) or 0 (classes 0, 1, ..., K-1, 0, ...
+in turn). Out-of-range labels fail with "labels must be in [0, num_classes)".
+
 The latent size and the sample shape are the static shapes of these signatures
 (`saved_model_cli show --all` prints them). The run's config.json, when given, is stored as the
 asset `assets/config.json` (object attribute `config_json`, a `tf.saved_model.Asset`).
@@ -98,47 +103,66 @@ def save_gan_weights(gan, run_dir):
     return path
 
 
-def export_generator(generator, path, latent_dim=None, config_path=None):
+def export_generator(generator, path, latent_dim=None, config_path=None, num_classes=None):
     """Exports `generator` as a SavedModel at `path` (atomically), with the signatures above.
 
     Args:
         generator: a built Keras model, latent [N, latent_dim] -> samples [N, H, W, C] in
-            [-1, 1] (images) or [N, P] (points).
+            [-1, 1] (images) or [N, P] (points); a conditional one takes [latent, labels].
         path: destination directory; an existing export there is replaced.
         latent_dim: input size (default: read from the generator).
         config_path: optional run config.json, stored as the asset `assets/config.json`.
+        num_classes: number of classes of a conditional generator (required for one).
 
     Returns:
         `path`.
     """
-    latent_dim = int(latent_dim or generator.input_shape[-1])
+    conditional = len(generator.inputs) == 2
+    if conditional and not num_classes:
+        raise ValueError("a conditional generator (inputs [latent, labels]) needs num_classes to be exported")
+    if latent_dim is None:
+        latent_dim = generator.inputs[0].shape[-1]
+    latent_dim = int(latent_dim)
     sample_shape = tuple(generator.output_shape[1:])
     is_image = len(sample_shape) == 3
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
 
-    def generate(latent):
+    def generate(latent, labels=None):
         # A clear error for a wrong latent size (TF's own would be a MatMul size mismatch).
         latent = tf.ensure_shape(latent, [None, latent_dim], name="latent_shape")
-        samples = tf.cast(generator(latent, training=False), tf.float32)
-        return tf.ensure_shape(samples, [None, *sample_shape])
+        if conditional:
+            checks = [
+                tf.debugging.assert_non_negative(labels, message="labels must be in [0, num_classes)"),
+                tf.debugging.assert_less(labels, num_classes, message="labels must be in [0, num_classes)"),
+                tf.debugging.assert_equal(tf.shape(labels)[0], tf.shape(latent)[0],
+                                          message="latent and labels must have the same number of rows"),
+            ]
+            with tf.control_dependencies(checks):
+                samples = generator([latent, labels], training=False)
+        else:
+            samples = generator(latent, training=False)
+        return tf.ensure_shape(tf.cast(samples, tf.float32), [None, *sample_shape])
 
-    def serve(latent):
-        return {"images": generate(latent)}
+    def serve(latent, labels=None):
+        return {"images": generate(latent, labels)}
 
-    def sample(num, seed, truncation):
+    def sample(num, seed, truncation, labels=None):
         checks = [
             tf.debugging.assert_non_negative(num, message="sample: `num` must be >= 0"),
             tf.debugging.assert_non_negative(truncation, message="sample: `truncation` must be >= 0 (0: none)"),
         ]
         with tf.control_dependencies(checks):
             latents = truncated_normal(tf.stack([num, latent_dim]), seed, truncation)
-        samples = generate(latents)
+        if conditional:  # no labels: classes 0, 1, ..., K-1, 0, ... in turn
+            labels = tf.cond(tf.size(labels) > 0, lambda: labels, lambda: tf.range(num) % num_classes)
+        samples = generate(latents, labels)
+        outputs = {"latents": latents, **({"labels": labels} if conditional else {})}
         if not is_image:
-            return {"points": samples, "latents": latents}
+            return {"points": samples, **outputs}
         images = tf.cast(tf.round((tf.clip_by_value(samples, -1.0, 1.0) + 1.0) * 127.5), tf.uint8)
-        return {"images": images, "latents": latents}
+        return {"images": images, **outputs}
 
     archive = keras.export.ExportArchive()
     archive.track(generator)
@@ -146,10 +170,11 @@ def export_generator(generator, path, latent_dim=None, config_path=None):
         # `archive.track(asset)` does not save a bare Asset (Keras 3.15); an attribute of the
         # archive's root object does, as `assets/config.json` and `loaded.config_json`.
         archive._tf_trackable.config_json = tf.saved_model.Asset(os.path.abspath(config_path))
+    labels_spec = [tf.TensorSpec([None], tf.int32, name="labels")] if conditional else []
     archive.add_endpoint(
         name="serving_default",
         fn=serve,
-        input_signature=[tf.TensorSpec([None, latent_dim], tf.float32, name="latent")],
+        input_signature=[tf.TensorSpec([None, latent_dim], tf.float32, name="latent"), *labels_spec],
     )
     archive.add_endpoint(
         name="sample",
@@ -158,6 +183,7 @@ def export_generator(generator, path, latent_dim=None, config_path=None):
             tf.TensorSpec([], tf.int32, name="num"),
             tf.TensorSpec([], tf.int64, name="seed"),
             tf.TensorSpec([], tf.float32, name="truncation"),
+            *labels_spec,
         ],
     )
     staging = tempfile.mkdtemp(prefix=os.path.basename(path) + ".tmp-", dir=parent)

@@ -33,13 +33,25 @@ def load_model(path):
     return model
 
 
-def sample(model, num, seed=0, truncation=0.0):
-    """Calls the export's `sample` signature: a dict of NumPy arrays (images or points, latents)."""
+def is_conditional(model):
+    """True when the export's signatures take class `labels` (a conditional generator)."""
+    return "labels" in model.signatures["serving_default"].structured_input_signature[1]
+
+
+def sample(model, num, seed=0, truncation=0.0, labels=None):
+    """Calls the export's `sample` signature: a dict of NumPy arrays (images or points, latents).
+
+    `labels` (conditional exports only): one class id per sample, or None for 0, 1, ..., K-1, 0, ...
+    """
     import tensorflow as tf
 
     if "sample" in model.signatures:
+        extra = {}
+        if is_conditional(model):
+            extra["labels"] = tf.constant([] if labels is None else labels, tf.int32)
         out = model.signatures["sample"](
-            num=tf.constant(num, tf.int32), seed=tf.constant(seed, tf.int64), truncation=tf.constant(truncation, tf.float32)
+            num=tf.constant(num, tf.int32), seed=tf.constant(seed, tf.int64), truncation=tf.constant(truncation, tf.float32),
+            **extra,
         )
         return {key: value.numpy() for key, value in out.items()}
     from kgan.export import truncated_normal  # an export older than the `sample` signature
@@ -83,13 +95,17 @@ def interpolate(model, steps, pairs=4, seed=0, truncation=0.0):
     this seed and truncation), `linear` and `slerp`, each [pairs, steps, ...] float32 samples from
     `serving_default`; index 0 and steps - 1 are the generator at the two endpoints.
     """
-    latents = sample(model, 2 * pairs, seed, truncation)["latents"]
+    drawn = sample(model, 2 * pairs, seed, truncation)
+    latents = drawn["latents"]
     a, b = latents[0::2], latents[1::2]
     t = np.linspace(0.0, 1.0, steps)
     serve = model.signatures["serving_default"]
     out = {"endpoints": np.stack([a, b], axis=1)}
+    extra = {}
+    if "labels" in drawn:  # conditional: each path keeps the class of its first endpoint
+        extra["labels"] = np.repeat(drawn["labels"][0::2], steps).astype("int32")
     for name, path in (("linear", lerp(a, b, t)), ("slerp", slerp(a, b, t))):
-        flat = serve(latent=path.reshape(pairs * steps, -1))["images"].numpy()
+        flat = serve(latent=path.reshape(pairs * steps, -1), **extra)["images"].numpy()
         out[name] = flat.reshape(pairs, steps, *flat.shape[1:])
     return out
 
@@ -110,8 +126,12 @@ def _write_npz(path, arrays):
     os.replace(staging, path)
 
 
-def generate(model_path, out, num=64, seed=0, truncation=0.0, interpolate_steps=None, pairs=4, columns=8):
-    """What `kgan generate` does. Returns a dict of the arrays written."""
+def generate(model_path, out, num=64, seed=0, truncation=0.0, interpolate_steps=None, pairs=4, columns=8,
+             labels=None):
+    """What `kgan generate` does. Returns a dict of the arrays written.
+
+    `labels` (conditional generators): a list of class ids, repeated to `num` samples.
+    """
     from kgan import plots
 
     if num < 1:
@@ -124,9 +144,13 @@ def generate(model_path, out, num=64, seed=0, truncation=0.0, interpolate_steps=
         raise UsageError(f"--pairs must be >= 1; got {pairs}")
     extension = _check_out(out)
     model = load_model(model_path)
+    if labels is not None:
+        if not is_conditional(model):
+            raise UsageError(f"--labels needs a conditional generator (kgan train --conditional); {model_path} is not")
+        labels = [int(labels[i % len(labels)]) for i in range(num)]
 
     if interpolate_steps is None:
-        arrays = sample(model, num, seed, truncation)
+        arrays = sample(model, num, seed, truncation, labels)
         if extension == ".npz":
             _write_npz(out, arrays)
         elif "images" in arrays:
