@@ -68,6 +68,40 @@ def add_train_arguments(parser):
     group.add_argument("--instance-noise", type=float, default=d.instance_noise,
                        help="std of Gaussian noise on D's inputs (default: %(default)s)")
     group.add_argument("--spectral-norm", action="store_true", help="spectral normalisation in D")
+    group = parser.add_argument_group("toolbox (README: Stabilisation techniques)")
+    group.add_argument("--arch", choices=("dcgan", "resnet"), default=d.arch,
+                       help="image networks: DCGAN, or SNGAN's ResNet (spectral norm in D) (default: %(default)s)")
+    group.add_argument("--self-attention", type=int, default=d.self_attention, metavar="RES",
+                       help="a SAGAN self-attention block where the feature maps are RES x RES, in G and D")
+    group.add_argument("--minibatch-std", action="store_true", help="ProGAN minibatch standard deviation feature in D")
+    group.add_argument("--conditional", action="store_true",
+                       help="class-conditional GAN (conditional batch norm in G, projection D); labelled datasets")
+    group.add_argument("--ema", metavar="DECAY", help="exponential moving average of G's weights, exported and "
+                       "evaluated (bare: 0.999)", **_optional_number(0.999))
+    group.add_argument("--ema-start", type=int, default=d.ema_start, metavar="STEP",
+                       help="generator step from which the average starts (default: %(default)s)")
+    group.add_argument("--feature-matching", type=float, default=d.feature_matching, metavar="WEIGHT",
+                       help="feature matching term in G's loss, Salimans et al. 2016 (default: %(default)s)")
+    group.add_argument("--augment", choices=("diffaugment", "ada"), default=d.augment,
+                       help="differentiable augmentation of D's inputs: DiffAugment (fixed p) or ADA (adaptive p)")
+    group.add_argument("--augment-policy", default=d.augment_policy, metavar="OPS",
+                       help="comma list of color, translation, cutout (default: %(default)s)")
+    group.add_argument("--augment-p", type=float, default=d.augment_p, metavar="P",
+                       help="augmentation probability (default: 1 for diffaugment, ADA's start value 0)")
+    group.add_argument("--ada-target", type=float, default=d.ada_target,
+                       help="ADA's target for E[sign D(real)] (default: %(default)s)")
+    group.add_argument("--unroll", type=int, default=d.unroll, metavar="K",
+                       help="unrolled GAN: G's loss through K simulated D updates (default: %(default)s)")
+    group.add_argument("--progressive", action="store_true",
+                       help="progressive growing from 4x4 to the image size (DCGAN family)")
+    group.add_argument("--progressive-steps", type=int, default=d.progressive_steps, metavar="N",
+                       help="generator steps per resolution (default: an equal share of training)")
+    group.add_argument("--fade-steps", type=int, default=d.fade_steps, metavar="N",
+                       help="steps of each new resolution's fade-in (default: half a phase)")
+    group.add_argument("--clip-grad-norm", type=float, default=d.clip_grad_norm, metavar="NORM",
+                       help="clip each player's global gradient norm")
+    group.add_argument("--historical-averaging", type=float, default=d.historical_averaging, metavar="WEIGHT",
+                       help="penalty WEIGHT * ||theta - mean of past theta||^2 for both players (default: %(default)s)")
     group = parser.add_argument_group("scale and survive")
     group.add_argument("--strategy", choices=("default", "mirrored", "multiworker", "tpu"), default=d.strategy,
                        help="default: one device; mirrored: all GPUs (or --devices); multiworker: from TF_CONFIG; "

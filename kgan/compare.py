@@ -16,6 +16,23 @@ Loss settings (named in every table):
     hinge            hinge loss (SNGAN)
     minkowski_p<p>   Minkowski loss of order p, sigmoid output (the paper's)
 
+Techniques (`--techniques`, kgan's stabilisation toolbox, each applied on top of every loss
+setting; the setting is then named `<loss>+<technique>`; `none` is the loss alone):
+
+    ema                   EMA of G's weights, decay 0.999 (the EMA generator is evaluated)
+    feature_matching      feature matching term in G's loss, weight 1
+    diffaugment           DiffAugment color,translation,cutout, p = 1 (images)
+    ada                   adaptive augmentation, target 0.6 (images)
+    unroll5               unrolled GAN, 5 simulated D steps
+    minibatch_std         minibatch standard deviation feature in D
+    spectral_norm         spectral normalisation in D
+    resnet                SNGAN ResNet networks (images)
+    self_attention        SAGAN block at 4x4 feature maps (8x8 images)
+    conditional           class-conditional G and projection D (digits)
+    progressive           progressive growing 4x4 -> 8x8 (images)
+    clip_grad_norm        gradient norms clipped to 1
+    historical_averaging  historical averaging penalty, weight 0.01
+
 Presets:
     recommended      per dataset: ring8/grid25 PacGAN's (Adam 1e-4, beta1 0.8, batch 100,
                      latent 2), digits/stacked_digits DCGAN's (Adam 2e-4, beta1 0.5, batch 64,
@@ -47,6 +64,23 @@ LOSS_SETTINGS = {
     "hinge": {"loss": "hinge"},
     "minkowski": {"loss": "minkowski"},
 }
+#: name -> (TrainConfig overrides, datasets it applies to or None for all).
+TECHNIQUES = {
+    "none": ({}, None),
+    "ema": ({"ema": 0.999}, None),
+    "feature_matching": ({"feature_matching": 1.0}, None),
+    "diffaugment": ({"augment": "diffaugment"}, ("stacked_digits", "digits")),
+    "ada": ({"augment": "ada"}, ("stacked_digits", "digits")),
+    "unroll5": ({"unroll": 5}, None),
+    "minibatch_std": ({"minibatch_std": True}, None),
+    "spectral_norm": ({"spectral_norm": True}, None),
+    "resnet": ({"arch": "resnet"}, ("stacked_digits", "digits")),
+    "self_attention": ({"self_attention": 4}, ("stacked_digits", "digits")),
+    "conditional": ({"conditional": True}, ("digits",)),
+    "progressive": ({"progressive": True}, ("stacked_digits", "digits")),
+    "clip_grad_norm": ({"clip_grad_norm": 1.0}, None),
+    "historical_averaging": ({"historical_averaging": 0.01}, None),
+}
 DATASETS = ("ring8", "grid25", "stacked_digits", "digits")
 MIXTURES = ("ring8", "grid25")
 PRESETS = {
@@ -71,7 +105,7 @@ MAIN_METRIC = {"ring8": ("modes_captured", True), "grid25": ("modes_captured", T
 class RunSpec:
     """One run of a compare grid."""
 
-    setting: str  # a LOSS_SETTINGS name, minkowski as "minkowski_p<p>"
+    setting: str  # a LOSS_SETTINGS name, minkowski as "minkowski_p<p>", "+<technique>" if any
     dataset: str
     seed: int
     preset: str = "recommended"
@@ -85,30 +119,43 @@ class RunSpec:
     def config(self):
         """The TrainConfig of this run (dataset preset + loss setting + seed)."""
         overrides = dict(PRESETS[self.preset][self.dataset])
-        if self.setting.startswith("minkowski_p"):
-            overrides.update(LOSS_SETTINGS["minkowski"], p=float(self.setting[len("minkowski_p"):]))
+        loss, _, technique = self.setting.partition("+")
+        if minkowski_p(loss) is not None:
+            overrides.update(LOSS_SETTINGS["minkowski"], p=minkowski_p(loss))
         else:
-            overrides.update(LOSS_SETTINGS[self.setting])
+            overrides.update(LOSS_SETTINGS[loss])
+        overrides.update(TECHNIQUES[technique or "none"][0])
         if self.preset == "paper":
             overrides["clip"] = 0.01  # the paper clips D for every loss
         name = self.key.replace("/", "-")
         return TrainConfig(dataset=self.dataset, seed=self.seed, run_name=name, **overrides)
 
 
-def setting_names(losses, ps):
-    """Loss names (with `minkowski` expanded over `ps`) -> setting names, in order."""
+def minkowski_p(setting):
+    """p of a "minkowski_p<p>[+technique]" setting name, else None."""
+    loss = setting.partition("+")[0]
+    return float(loss[len("minkowski_p"):]) if loss.startswith("minkowski_p") else None
+
+
+def setting_names(losses, ps, techniques=("none",)):
+    """Loss names (with `minkowski` expanded over `ps`) x techniques -> setting names, in order."""
     names = []
     for loss in losses:
         if loss not in LOSS_SETTINGS:
             raise UsageError(f"unknown loss setting {loss!r}: choose from {', '.join(LOSS_SETTINGS)}")
-        if loss == "minkowski":
-            names += [f"minkowski_p{p:g}" for p in ps]
-        else:
-            names.append(loss)
-    return names
+        names += [f"minkowski_p{p:g}" for p in ps] if loss == "minkowski" else [loss]
+    for technique in techniques:
+        if technique not in TECHNIQUES:
+            raise UsageError(f"unknown technique {technique!r}: choose from {', '.join(TECHNIQUES)}")
+    return [name if t == "none" else f"{name}+{t}" for t in techniques for name in names]
 
 
-def grid(losses, ps, datasets, seeds, preset="recommended", steps=2000, eval_every=500):
+def _applies(setting, dataset):
+    datasets = TECHNIQUES[setting.partition("+")[2] or "none"][1]
+    return datasets is None or dataset in datasets
+
+
+def grid(losses, ps, datasets, seeds, preset="recommended", steps=2000, eval_every=500, techniques=("none",)):
     """All RunSpecs of a grid, seeds innermost-last so early results cover every setting."""
     for dataset in datasets:
         if dataset not in DATASETS:
@@ -120,12 +167,18 @@ def grid(losses, ps, datasets, seeds, preset="recommended", steps=2000, eval_eve
     for p in ps:
         if not (math.isfinite(p) and p >= 1):
             raise UsageError(f"Minkowski p must be a finite number >= 1; got {p}")
-    names = setting_names(losses, ps)
+    names = setting_names(losses, ps, techniques)
+    for name in names:
+        if not any(_applies(name, d) for d in datasets):
+            technique = name.partition("+")[2]
+            raise UsageError(f"technique {technique!r} applies only to {', '.join(TECHNIQUES[technique][1])}; "
+                             f"--datasets is {','.join(datasets)}")
     return [
         RunSpec(name, dataset, seed, preset, steps, min(eval_every, steps))
         for seed in range(seeds)
         for dataset in datasets
         for name in names
+        if _applies(name, dataset)  # image-only techniques skip the 2-D mixtures
     ]
 
 
@@ -373,7 +426,7 @@ def tables(records):
                                  str(row["seeds"]), str(row["diverged"])])
             out[f"{dataset}-{suffix}"] = (header, rows)
         # p ablation, like the paper's Table 3.
-        ps = sorted({float(s[len("minkowski_p"):]) for s in settings if s.startswith("minkowski_p")})
+        ps = sorted({minkowski_p(s) for s in settings if minkowski_p(s) is not None and "+" not in s})
         if len(ps) > 1:
             datasets = [d for d in DATASETS if any(k[1] == d for k in table if k[0] == preset and k[3] == steps)]
             header = ["p", *[f"{d} {MAIN_METRIC[d][0]}" for d in datasets]]
@@ -391,9 +444,14 @@ def _ordered_settings(records):
     for r in records:
         if r["setting"] not in seen:
             seen.append(r["setting"])
-    order = list(LOSS_SETTINGS)
-    return sorted(seen, key=lambda s: (order.index("minkowski") if s.startswith("minkowski") else order.index(s),
-                                       float(s[len("minkowski_p"):]) if s.startswith("minkowski_p") else 0))
+    order, techniques = list(LOSS_SETTINGS), list(TECHNIQUES)
+
+    def key(setting):
+        loss, _, technique = setting.partition("+")
+        p = minkowski_p(loss)
+        return techniques.index(technique or "none"), order.index("minkowski" if p is not None else loss), p or 0
+
+    return sorted(seen, key=key)
 
 
 def markdown(header, rows):
@@ -530,6 +588,9 @@ def add_arguments(parser):
     parser.add_argument("--losses", default=",".join(LOSS_SETTINGS), help="comma-separated: " + ", ".join(LOSS_SETTINGS))
     parser.add_argument("--p", default="4", help="Minkowski orders, comma-separated (default: 4)")
     parser.add_argument("--datasets", default="ring8,grid25", help="comma-separated: " + ", ".join(DATASETS))
+    parser.add_argument("--techniques", default="none",
+                        help="comma-separated toolbox techniques, each on top of every loss: " + ", ".join(TECHNIQUES)
+                             + " (default: none: the losses alone)")
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 per cell (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=2000, help="generator updates per run, the same for every loss (default: %(default)s)")
     parser.add_argument("--eval-every", type=int, default=500, help="steps between evaluations (default: %(default)s)")
@@ -553,9 +614,10 @@ def main(args, print_fn=print):
     else:
         losses, ps, datasets = _split(args.losses), _split(args.p, float), _split(args.datasets)
         seeds, steps, eval_every = args.seeds, args.steps, args.eval_every
+    techniques = _split(getattr(args, "techniques", "none")) or ["none"]
     if args.workers < 1 or seeds < 1:
         raise UsageError("--workers and --seeds must be >= 1")
-    specs = grid(losses, ps, datasets, seeds, args.preset, steps, eval_every)
+    specs = grid(losses, ps, datasets, seeds, args.preset, steps, eval_every, techniques)
     results = os.path.join(args.out, "results.jsonl")
     samples_dir = os.path.join(args.out, "samples")
     start = time.time()

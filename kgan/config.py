@@ -41,6 +41,24 @@ class TrainConfig:
     label_smoothing: float = 0.0  # one-sided: D's real target becomes 1 - label_smoothing
     instance_noise: float = 0.0  # std of Gaussian noise added to every D input
     spectral_norm: bool = False  # spectral normalisation in D
+    # --- toolbox (README "Stabilisation techniques") -------------------------------------------
+    arch: str = "dcgan"  # image networks: dcgan | resnet (SNGAN ResNet; spectral norm in D)
+    self_attention: int = None  # SAGAN self-attention block at this feature resolution (e.g. 16)
+    minibatch_std: bool = False  # ProGAN minibatch standard-deviation feature in D
+    conditional: bool = False  # class-conditional G (conditional BN) and projection D; labelled datasets
+    ema: float = None  # decay of the generator's exponential moving average (e.g. 0.999); exported if set
+    ema_start: int = 0  # generator step from which the average starts (before: a copy)
+    feature_matching: float = 0.0  # weight of the feature-matching term in G's loss (Salimans et al.)
+    augment: str = None  # diffaugment | ada: differentiable augmentation of every D input
+    augment_policy: str = "color,translation,cutout"  # DiffAugment ops
+    augment_p: float = None  # augmentation probability (diffaugment: 1; ada: the start value, 0)
+    ada_target: float = 0.6  # ADA's target for r_t = E[sign D(real)]
+    unroll: int = 0  # unrolled GAN: G's loss through K simulated D updates (Metz et al.)
+    progressive: bool = False  # progressive growing, 4x4 up to the image size (DCGAN family)
+    progressive_steps: int = None  # generator steps per resolution phase; None: an equal share of training
+    fade_steps: int = None  # steps of each phase's fade-in; None: half a phase
+    clip_grad_norm: float = None  # clip each player's global gradient norm to this
+    historical_averaging: float = 0.0  # weight of ||theta - mean of past theta||^2 for both players
     # --- scale and survive (kgan/distribute.py) ----------------------------------------------------
     strategy: str = "default"  # default | mirrored | multiworker | tpu
     devices: int = None  # mirrored: number of replicas (splits the CPU when there are too few GPUs)

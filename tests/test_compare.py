@@ -113,3 +113,23 @@ def test_killed_compare_resumes_without_redoing_finished_runs(tmp_path):
     keys = [json.loads(line)["key"] for line in lines]
     assert len(keys) == 4 == len(set(keys))  # every run once, none redone
     assert lines[: len(first)] == first  # finished runs kept as written
+
+
+def test_techniques_are_settings_on_top_of_every_loss():
+    names = compare.setting_names(["minimax", "minkowski"], [2, 4], ["none", "ema"])
+    assert names == ["minimax", "minkowski_p2", "minkowski_p4", "minimax+ema", "minkowski_p2+ema", "minkowski_p4+ema"]
+    config = compare.RunSpec("minkowski_p4+ema", "digits", 1).config()
+    assert (config.loss, config.p, config.ema, config.seed) == ("minkowski", 4.0, 0.999, 1)
+    config = compare.RunSpec("wgan_gp+unroll5", "ring8", 0).config()
+    assert (config.gp, config.d_steps, config.unroll, config.batch_size) == (10.0, 5, 5, 100)
+    assert compare.minkowski_p("minkowski_p2.5+ada") == 2.5 and compare.minkowski_p("hinge+ada") is None
+    # Image-only techniques skip the 2-D mixtures; on mixtures alone they are an error.
+    specs = compare.grid(["hinge"], [4], ["ring8", "digits"], 1, techniques=["none", "diffaugment"])
+    assert [(s.dataset, s.setting) for s in specs] == [("ring8", "hinge"), ("digits", "hinge"), ("digits", "hinge+diffaugment")]
+    with pytest.raises(UsageError, match="applies only to"):
+        compare.grid(["hinge"], [4], ["ring8"], 1, techniques=["resnet"])
+    with pytest.raises(UsageError, match="unknown technique"):
+        compare.grid(["hinge"], [4], ["ring8"], 1, techniques=["dropout"])
+    assert {s for s in compare.TECHNIQUES if s != "none"} >= {
+        "ema", "conditional", "resnet", "self_attention", "minibatch_std", "feature_matching", "diffaugment", "ada",
+        "unroll5", "progressive", "clip_grad_norm", "historical_averaging"}
