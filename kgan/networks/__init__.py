@@ -1,32 +1,130 @@
-"""Generator / discriminator builders: an MLP pair for vectors, a DCGAN pair for images."""
+"""Generator / discriminator builders: an MLP pair for vectors, DCGAN or SNGAN-ResNet pairs for images.
 
+`build` picks and configures a pair; the per-architecture builders and the toolbox layers
+(`ConditionalBatchNormalization`, `SelfAttention`, `MinibatchStdDev`, `GlobalSumPooling2D`)
+are public too. Every discriminator has a `keras.layers.Identity` layer named `features` whose
+output is its penultimate feature vector [B, F] (what feature matching compares).
+"""
+
+from kgan.networks import dcgan, resnet
 from kgan.networks.dcgan import dcgan_discriminator, dcgan_generator
+from kgan.networks.layers import ConditionalBatchNormalization, GlobalSumPooling2D, MinibatchStdDev, SelfAttention
 from kgan.networks.mlp import mlp_discriminator, mlp_generator
+from kgan.networks.resnet import resnet_discriminator, resnet_generator
+
+ARCHS = ("dcgan", "resnet")
 
 
-def build(data_shape, latent_dim, batch_norm=True, spectral_norm=False):
+def _check_arch(arch):
+    if arch not in ARCHS:
+        raise ValueError(f"Unknown arch {arch!r}: choose one of {', '.join(ARCHS)}")
+
+
+def attention_resolutions(image_shape, arch="dcgan"):
+    """Feature-map sizes where `build(..., self_attention=...)` can put its block (in G and D).
+
+    DCGAN: 4 .. size / 2. ResNet: the sizes both G (4 .. size) and D (size / 2 .. its last
+    map) produce, e.g. (8, 16) at 32x32.
+    """
+    _check_arch(arch)
+    return (dcgan if arch == "dcgan" else resnet).attention_resolutions(tuple(image_shape))
+
+
+def build(
+    data_shape,
+    latent_dim,
+    batch_norm=True,
+    spectral_norm=None,
+    arch="dcgan",
+    self_attention=None,
+    minibatch_std=False,
+    num_classes=None,
+):
     """Returns `(generator, discriminator)` suited to data of shape `data_shape` (no batch axis).
 
-    Vectors ([D]) get the MLP pair; images ([H, W, C]) the DCGAN pair.
+    Vectors ([D]) get the MLP pair; images ([H, W, C]) the pair named by `arch`.
 
     Args:
         data_shape: shape of one example, (D,) or (H, W, C).
         latent_dim: size of the generator's input.
-        batch_norm: batch norm in the discriminator (turn off with a gradient penalty).
-        spectral_norm: spectral normalisation in the discriminator.
+        batch_norm: batch norm in the DCGAN discriminator (turn off with a gradient penalty).
+            The MLP and ResNet discriminators have none.
+        spectral_norm: spectral normalisation in the discriminator. None (the default): on for
+            `arch="resnet"` (SNGAN's critic is spectrally normalised; it has no batch norm, so
+            it suits a gradient penalty too), off for DCGAN and MLP. True / False force it.
+        arch: "dcgan" (Radford et al. 2016) or "resnet" (SNGAN, Miyato et al. 2018) for images.
+            Vectors always get the MLP pair; "resnet" on vectors is an error.
+        self_attention: None, or a feature-map size (see `attention_resolutions`) where one
+            SAGAN `SelfAttention` block goes in both G and D.
+        minibatch_std: ProGAN's minibatch standard deviation in D (before its last convolution
+            stage; for the MLP, one extra feature before the output layer).
+        num_classes: None, or the number of classes for a conditional pair: G takes
+            `[latent, labels]` and uses class-conditional batch norm, D takes
+            `[images, labels]` and is a projection discriminator (labels int32 [B], input
+            name "labels"). Not available for the MLP pair.
+
+    Returns:
+        `(generator, discriminator)`: G outputs float32 (tanh in [-1, 1] for images, linear for
+        vectors); D outputs float32 logits [B, 1].
+
+    Raises:
+        ValueError: an unsupported shape, an unknown `arch`, a resolution that does not occur,
+            or an option the MLP pair lacks.
     """
     data_shape = tuple(data_shape)
+    _check_arch(arch)
+    if num_classes is not None and (isinstance(num_classes, bool) or int(num_classes) < 1):
+        raise ValueError(f"num_classes must be None or an int >= 1; got {num_classes!r}")
     if len(data_shape) == 1:
+        if arch == "resnet":
+            raise ValueError(f"arch='resnet' takes images (H, W, C); data of shape {data_shape} gets the MLP pair")
+        if num_classes:
+            raise ValueError("Conditional networks (num_classes) are not available for vector data (the MLP pair)")
+        if self_attention is not None:
+            raise ValueError("self_attention needs feature maps: not available for vector data (the MLP pair)")
         return (
             mlp_generator(latent_dim, data_shape[0]),
-            mlp_discriminator(data_shape[0], spectral_norm=spectral_norm),
+            mlp_discriminator(data_shape[0], spectral_norm=bool(spectral_norm), minibatch_std=minibatch_std),
         )
     if len(data_shape) == 3:
+        valid = attention_resolutions(data_shape, arch)
+        dcgan.check_attention(self_attention, valid)
+        options = dict(num_classes=num_classes, self_attention=self_attention)
+        if arch == "resnet":
+            return (
+                resnet_generator(latent_dim, data_shape, **options),
+                resnet_discriminator(
+                    data_shape,
+                    spectral_norm=True if spectral_norm is None else spectral_norm,
+                    minibatch_std=minibatch_std,
+                    **options,
+                ),
+            )
         return (
-            dcgan_generator(latent_dim, data_shape),
-            dcgan_discriminator(data_shape, batch_norm=batch_norm, spectral_norm=spectral_norm),
+            dcgan_generator(latent_dim, data_shape, **options),
+            dcgan_discriminator(
+                data_shape,
+                batch_norm=batch_norm,
+                spectral_norm=bool(spectral_norm),
+                minibatch_std=minibatch_std,
+                **options,
+            ),
         )
     raise ValueError(f"No network builder for data of shape {data_shape}: expected (D,) or (H, W, C)")
 
 
-__all__ = ["build", "dcgan_discriminator", "dcgan_generator", "mlp_discriminator", "mlp_generator"]
+__all__ = [
+    "ARCHS",
+    "ConditionalBatchNormalization",
+    "GlobalSumPooling2D",
+    "MinibatchStdDev",
+    "SelfAttention",
+    "attention_resolutions",
+    "build",
+    "dcgan_discriminator",
+    "dcgan_generator",
+    "mlp_discriminator",
+    "mlp_generator",
+    "resnet_discriminator",
+    "resnet_generator",
+]

@@ -5,12 +5,19 @@ Radford et al., "Unsupervised Representation Learning with Deep Convolutional GA
 G with a tanh output, LeakyReLU(0.2) in D. G starts from 4x4 and doubles the resolution with
 4x4 stride-2 transposed convolutions; D mirrors it. The widest layer has `base * 2^(n - 1)`
 channels where n = log2(size / 4), e.g. 64-128-256 at 32x32.
+
+Options from the stabilisation toolbox (see `kgan.networks.layers`): class-conditional batch
+norm in G and a projection head in D (`num_classes`), one SAGAN self-attention block at a
+chosen resolution (`self_attention`), and ProGAN's minibatch standard deviation in D
+(`minibatch_std`). D's penultimate feature vector is the output of its `features` layer.
 """
 
 import math
 
 import keras
 from keras import layers
+
+from kgan.networks.layers import MinibatchStdDev, SelfAttention, discriminator_output, normalize, spectral
 
 SIZES = (8, 16, 32, 64)
 
@@ -24,26 +31,71 @@ def _num_doublings(image_shape):
     return int(math.log2(height // 4))
 
 
-def dcgan_generator(latent_dim, image_shape, base_filters=64, name="generator"):
-    """Returns a DCGAN generator: latent [B, latent_dim] -> images [B, H, W, C] in [-1, 1] (float32)."""
+def attention_resolutions(image_shape):
+    """Feature-map sizes where `self_attention` may go: 4 .. size / 2 (the same in G and D)."""
     n = _num_doublings(image_shape)
+    return tuple(4 * 2**i for i in range(n))
+
+
+def check_attention(self_attention, valid):
+    """Raises ValueError unless `self_attention` is None or one of the `valid` resolutions."""
+    if self_attention is not None and self_attention not in valid:
+        raise ValueError(
+            f"self_attention={self_attention}: no feature map of that size; valid resolutions: "
+            f"{', '.join(map(str, valid))}"
+        )
+
+
+def label_input(num_classes):
+    """The int32 [B] input named `labels` of a conditional network, or None."""
+    return keras.Input((), dtype="int32", name="labels") if num_classes else None
+
+
+def dcgan_generator(latent_dim, image_shape, base_filters=64, num_classes=None, self_attention=None, name="generator"):
+    """Returns a DCGAN generator: latent [B, latent_dim] -> images [B, H, W, C] in [-1, 1] (float32).
+
+    Args:
+        latent_dim: size of the latent input.
+        image_shape: (H, W, C), H = W in 8..64, C in (1, 3).
+        base_filters: channels of the last transposed convolution but one; doubled per level.
+        num_classes: if an int, the model takes `[latent, labels]` (labels int32 [B]) and every
+            batch norm is a `ConditionalBatchNormalization`.
+        self_attention: None, or a feature-map size in `attention_resolutions(image_shape)`
+            after which one `SelfAttention` block (named `attention`) is inserted.
+    """
+    n = _num_doublings(image_shape)
+    check_attention(self_attention, attention_resolutions(image_shape))
     filters = base_filters * 2 ** (n - 1)
     inputs = keras.Input((latent_dim,), name="latent")
+    labels = label_input(num_classes)
     x = layers.Dense(4 * 4 * filters, use_bias=False, name="project")(inputs)
-    x = layers.BatchNormalization(name="project_bn")(x)
+    x = normalize(x, "project_bn", labels, num_classes)
     x = layers.ReLU(name="project_relu")(x)
     x = layers.Reshape((4, 4, filters), name="reshape")(x)
+    if self_attention == 4:
+        x = SelfAttention(name="attention")(x)
     for i in range(n - 1):
         filters //= 2
         x = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False, name=f"up_{i}")(x)
-        x = layers.BatchNormalization(name=f"up_{i}_bn")(x)
+        x = normalize(x, f"up_{i}_bn", labels, num_classes)
         x = layers.ReLU(name=f"up_{i}_relu")(x)
+        if self_attention == 4 * 2 ** (i + 1):
+            x = SelfAttention(name="attention")(x)
     x = layers.Conv2DTranspose(image_shape[-1], 4, strides=2, padding="same", name="to_image")(x)
     outputs = layers.Activation("tanh", dtype="float32", name="tanh")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return keras.Model([inputs, labels] if num_classes else inputs, outputs, name=name)
 
 
-def dcgan_discriminator(image_shape, base_filters=64, batch_norm=True, spectral_norm=False, name="discriminator"):
+def dcgan_discriminator(
+    image_shape,
+    base_filters=64,
+    batch_norm=True,
+    spectral_norm=False,
+    num_classes=None,
+    self_attention=None,
+    minibatch_std=False,
+    name="discriminator",
+):
     """Returns a DCGAN discriminator: images [B, H, W, C] -> logits [B, 1] (float32).
 
     Args:
@@ -53,20 +105,31 @@ def dcgan_discriminator(image_shape, base_filters=64, batch_norm=True, spectral_
             gradient penalty (the penalty is per example; batch norm mixes examples).
         spectral_norm: wrap every convolution and the output layer in
             `keras.layers.SpectralNormalization` (Miyato et al. 2018); implies no batch norm.
+        num_classes: if an int, the model takes `[images, labels]` (labels int32 [B]) and ends
+            with a projection head (Miyato & Koyama 2018) on the flattened features.
+        self_attention: None, or a feature-map size in `attention_resolutions(image_shape)`
+            after which one `SelfAttention` block (named `attention`) is inserted.
+        minibatch_std: insert `MinibatchStdDev` (named `minibatch_std`) before the last
+            convolution, as ProGAN does before its last convolution stage.
     """
     n = _num_doublings(image_shape)
+    check_attention(self_attention, attention_resolutions(image_shape))
     batch_norm = batch_norm and not spectral_norm
-
-    def wrap(layer):
-        return layers.SpectralNormalization(layer, name=f"sn_{layer.name}") if spectral_norm else layer
-
     inputs = keras.Input(image_shape, name="images")
+    labels = label_input(num_classes)
     x = inputs
     for i in range(n):
-        x = wrap(layers.Conv2D(base_filters * 2**i, 4, strides=2, padding="same", use_bias=not (batch_norm and i > 0), name=f"down_{i}"))(x)
+        if minibatch_std and i == n - 1:
+            x = MinibatchStdDev(name="minibatch_std")(x)
+        conv = layers.Conv2D(
+            base_filters * 2**i, 4, strides=2, padding="same", use_bias=not (batch_norm and i > 0), name=f"down_{i}"
+        )
+        x = spectral(conv, spectral_norm)(x)
         if batch_norm and i > 0:
             x = layers.BatchNormalization(name=f"down_{i}_bn")(x)
         x = layers.LeakyReLU(0.2, name=f"down_{i}_lrelu")(x)
+        if self_attention == image_shape[0] // 2 ** (i + 1):
+            x = SelfAttention(spectral_norm=spectral_norm, name="attention")(x)
     x = layers.Flatten(name="flatten")(x)
-    outputs = wrap(layers.Dense(1, dtype="float32", name="logits"))(x)
-    return keras.Model(inputs, outputs, name=name)
+    outputs = discriminator_output(x, labels, num_classes, spectral_norm)
+    return keras.Model([inputs, labels] if num_classes else inputs, outputs, name=name)
