@@ -17,12 +17,13 @@ from kgan.progressive import Curriculum, ProgressiveCallback
 LATENT = 8
 
 
-def _pair(size=32, channels=3, base=4, batch_norm=True, seed=0, **schedule):
+def _pair(size=32, channels=3, base=4, batch_norm=True, spectral_norm=False, seed=0, **schedule):
     keras.utils.set_random_seed(seed)
     shape = (size, size, channels)
     curriculum = Curriculum(num_phases(shape), **{"steps_per_phase": 10, "fade_steps": 4, **schedule})
     generator = progressive_generator(LATENT, shape, curriculum, base_filters=base)
-    discriminator = progressive_discriminator(shape, curriculum, base_filters=base, batch_norm=batch_norm)
+    discriminator = progressive_discriminator(shape, curriculum, base_filters=base, batch_norm=batch_norm,
+                                              spectral_norm=spectral_norm)
     return curriculum, generator, discriminator
 
 
@@ -189,13 +190,18 @@ def test_shared_curriculum_is_stored_once_and_layers_serialise():
     np.testing.assert_array_equal(restored(z, training=False).numpy(), generator(z, training=False).numpy())
 
 
-def test_mixed_bfloat16_outputs_float32_and_fades_continuously():
+@pytest.mark.parametrize("spectral_norm", [False, True])
+def test_mixed_bfloat16_outputs_float32_and_fades_continuously(spectral_norm):
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        curriculum, generator, discriminator = _pair(size=16, base=4)
+        curriculum, generator, discriminator = _pair(size=16, base=4, spectral_norm=spectral_norm)
     finally:
         keras.mixed_precision.set_global_policy(previous)
+    wrapped = sum(isinstance(layer, keras.layers.SpectralNormalization) for layer in discriminator.layers)
+    batch_norms = sum(isinstance(layer, keras.layers.BatchNormalization) for layer in discriminator.layers)
+    # 16x16: down_0, down_1, from_rgb_1, from_rgb_0 and logits wrapped; else DCGAN's one batch norm.
+    assert (wrapped, batch_norms) == ((5, 0) if spectral_norm else (0, 1))
     z = _latents()
     outputs = []
     for phase, alpha in [(1, 0.0), (0, 1.0)]:
@@ -294,3 +300,57 @@ def test_gan_follows_the_curriculum_and_resumes_mid_fade_from_a_checkpoint(tmp_p
     difference = max(float(np.abs(resumed[k].astype("float64") - uninterrupted[k]).max()) for k in uninterrupted)
     print(f"progressive resume: max abs weight difference vs uninterrupted = {difference:g}")
     assert difference <= 1e-6
+
+
+# ----------------------------------------------------------------------------------------------
+# Two replicas equal one (a subprocess: the CPU must be split before TensorFlow initialises).
+
+
+def _replicas_main():
+    import json
+
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from kgan import distribute
+
+    images = np.clip(np.random.default_rng(0).normal(size=(32, 16, 16, 1)), -1, 1).astype("float32")
+
+    def train(strategy):
+        with strategy.scope():
+            model, curriculum = _gan(seed=0)  # 3 phases of 3 steps, 2 fading
+            distribute.synchronize_batch_norm(model.generator)  # global batch statistics
+            distribute.synchronize_batch_norm(model.discriminator)
+        data = tf.data.Dataset.from_tensor_slices(images).batch(8, drop_remainder=True)
+        history = model.fit(data, epochs=2, verbose=0, callbacks=[ProgressiveCallback(curriculum)]).history
+        return _weights(model), history
+
+    one, history_one = train(tf.distribute.get_strategy())
+    two, history_two = train(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    difference = max(float(np.abs(one[k].astype("float64") - two[k]).max()) for k in one)
+    print(json.dumps({"difference": difference, "one": history_one, "two": history_two}))
+
+
+@pytest.mark.slow
+def test_two_replicas_train_through_the_curriculum_like_one():
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-m", "tests.test_progressive"], cwd=root, capture_output=True, text=True,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES=""), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"progressive, 2 replicas vs 1: max abs weight difference = {result['difference']:g}")
+    # 8 steps: phase 0 (steps 0-2), 1 (3-5, fading at 3, 4), 2 (6, 7 fading).
+    assert result["one"]["phase"] == result["two"]["phase"] == [1.0, 2.0]
+    assert result["one"]["alpha"] == result["two"]["alpha"] == [0.0, 0.5]
+    assert result["difference"] <= 1e-5
+    np.testing.assert_allclose(result["two"]["d_loss"], result["one"]["d_loss"], rtol=1e-5)
+
+
+if __name__ == "__main__":
+    _replicas_main()

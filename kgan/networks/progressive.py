@@ -31,6 +31,7 @@ import keras
 from keras import layers, ops
 
 from kgan.networks.dcgan import _num_doublings
+from kgan.networks.layers import discriminator_output, spectral
 
 
 def num_phases(image_shape):
@@ -161,11 +162,8 @@ def progressive_discriminator(
     n = _check(image_shape, curriculum)
     batch_norm = batch_norm and not spectral_norm
 
-    def wrap(layer):
-        return layers.SpectralNormalization(layer, name=f"sn_{layer.name}") if spectral_norm else layer
-
     def from_rgb(x, r):  # features at resolution r: the channels DCGAN's stage there takes
-        x = wrap(layers.Conv2D(base_filters * 2 ** (n - 1 - r), 1, name=f"from_rgb_{r}"))(x)
+        x = spectral(layers.Conv2D(base_filters * 2 ** (n - 1 - r), 1, name=f"from_rgb_{r}"), spectral_norm)(x)
         return layers.LeakyReLU(0.2, name=f"from_rgb_{r}_lrelu")(x)
 
     inputs = keras.Input(image_shape, name="images")
@@ -175,14 +173,15 @@ def progressive_discriminator(
         pooled.append(layers.AveragePooling2D(2, name=f"pool_{r}")(pooled[-1]))
     x = inputs
     for i in range(n):  # DCGAN's stage i: resolution n - i -> n - i - 1
-        x = wrap(layers.Conv2D(base_filters * 2**i, 4, strides=2, padding="same",
-                               use_bias=not (batch_norm and i > 0), name=f"down_{i}"))(x)
+        conv = layers.Conv2D(
+            base_filters * 2**i, 4, strides=2, padding="same", use_bias=not (batch_norm and i > 0), name=f"down_{i}"
+        )
+        x = spectral(conv, spectral_norm)(x)
         if batch_norm and i > 0:
             x = layers.BatchNormalization(name=f"down_{i}_bn")(x)
         x = layers.LeakyReLU(0.2, name=f"down_{i}_lrelu")(x)
         r = n - i - 1  # the resolution x is at; the stage that made it fades in at phase r + 1
         x = Fade(r + 1, name=f"fade_{r}")([from_rgb(pooled[i + 1], r), x, state])
     x = layers.Flatten(name="flatten")(x)
-    x = layers.Identity(name="features")(x)
-    outputs = wrap(layers.Dense(1, dtype="float32", name="logits"))(x)
+    outputs = discriminator_output(x, spectral_norm=spectral_norm)  # "features" -> "logits"
     return keras.Model(inputs, outputs, name=name)
