@@ -63,7 +63,8 @@ class TrainConfig:
     strategy: str = "default"  # default | mirrored | multiworker | tpu
     devices: int = None  # mirrored: number of replicas (splits the CPU when there are too few GPUs)
     sync_bn: bool = False  # batch norm statistics over the global batch (all replicas)
-    precision: str = "float32"  # float32 | mixed_bfloat16 | mixed_float16 | auto
+    precision: str = "auto"  # auto (bfloat16 on AMX CPUs and Ampere+ GPUs, float16 on Volta/Turing, else float32;
+    #                          docs/performance.md) | float32 | mixed_bfloat16 | mixed_float16
     checkpoint_every: int = 1  # epochs between checkpoints (checkpoints/<run>/); 0: none
     keep_checkpoints: int = 3  # keep the last K checkpoints
     checkpoint_dir: str = "checkpoints"  # root of checkpoints (<checkpoint_dir>/<run>/)

@@ -30,6 +30,7 @@ def test_dry_run_prints_the_paper_defaults(capsys):
     assert (config["epochs"], config["batch_size"], config["latent_dim"]) == (200, 64, 100)
     assert (config["g_lr"], config["d_lr"], config["beta1"], config["beta2"]) == (2e-4, 2e-4, 0.5, 0.999)
     assert config["dataset"] == "digits" and config["run_name"] == "digits-minkowski-p4-s0"
+    assert config["precision"] == "auto"  # what is fastest on the hardware found (docs/performance.md)
 
 
 def test_flags_reach_the_config(capsys):

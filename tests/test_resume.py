@@ -22,7 +22,7 @@ EPOCHS = 4
 def _command(tmp, run, *extra):
     return [
         sys.executable, "-m", "kgan.cli", "train", "--loss", "minkowski", "--dataset", "digits",
-        "--epochs", str(EPOCHS), "--batch-size", "32", "--latent-dim", "8", "--deterministic",
+        "--epochs", str(EPOCHS), "--batch-size", "32", "--latent-dim", "8", "--deterministic", "--precision", "float32",
         "--run-name", run, "--output", str(tmp / "out"), "--logdir", str(tmp / "logs"),
         "--checkpoint-dir", str(tmp / "ckpt"), *extra,
     ]
