@@ -94,15 +94,16 @@ def _shift_axis(images, shift, axis):
     """Moves the content of each image by `shift[b]` along `axis` (1 or 2), filling with zeros.
 
     As the official code: pad one zero row on each side, then gather row clip(i - shift + 1,
-    0, size + 1) of the padded image (out of range reads land on the zero padding).
+    0, size + 1) of the padded image (out of range reads land on the zero padding). `tf.gather`
+    with `batch_dims=1` (a per-example index [B, size]) is ~10x faster here than
+    `ops.take_along_axis`, which broadcasts the index to the whole image.
     """
     size = images.shape[axis]
     padding = [[0, 0]] * 4
     padding[axis] = [1, 1]
     padded = ops.pad(images, padding)
     index = ops.clip(ops.arange(size, dtype="int32")[None, :] - ops.reshape(shift, (-1, 1)) + 1, 0, size + 1)
-    index = ops.reshape(index, (-1, size, 1, 1) if axis == 1 else (-1, 1, size, 1))
-    return ops.take_along_axis(padded, index, axis=axis)
+    return tf.gather(padded, index, axis=axis, batch_dims=1)
 
 
 def translation(images, shift):
@@ -194,8 +195,26 @@ def apply(op, images, params):
     return {"brightness": brightness, "saturation": saturation, "contrast": contrast}[op](images, params)
 
 
+def _gated(op, images, gate, uniforms, image_shape):
+    """`op` on the examples whose gate is on; the others are returned bit-for-bit unchanged.
+
+    The op is computed only if some example of this replica's batch is gated on (none are at
+    p = 0, where ADA starts); the result is the same either way.
+    """
+
+    def augmented():
+        params = parameters(op, uniforms, image_shape)
+        return ops.where(ops.reshape(gate, (-1, 1, 1, 1)), apply(op, images, params), images)
+
+    return ops.cond(ops.any(gate), augmented, lambda: images)
+
+
 def parse_policy(policy):
-    """"color,translation" -> ("color", "translation"); ValueError naming the valid policies."""
+    """Splits a policy string, "color,translation" -> ("color", "translation").
+
+    Raises:
+        ValueError: one line naming the valid policies, for an unknown or empty policy.
+    """
     names = tuple(name.strip() for name in str(policy).split(",") if name.strip())
     bad = [name for name in names if name not in POLICIES]
     if bad or not names:
@@ -275,8 +294,7 @@ class Augment(keras.layers.Layer):
         p = ops.convert_to_tensor(self._p)
         for op in self.ops:
             u = self._uniform(batch, 3)  # gate, then up to two parameters
-            gate = ops.reshape(u[:, 0] < p, (-1, 1, 1, 1))
-            x = ops.where(gate, apply(op, x, parameters(op, u[:, 1:], image_shape)), x)
+            x = _gated(op, x, u[:, 0] < p, u[:, 1:], image_shape)
         return ops.cast(x, images.dtype)
 
     def update(self, real_outputs):

@@ -242,6 +242,23 @@ def test_gradients_flow_and_translation_gradient_is_the_shifted_weights():
             loss = tf.reduce_sum(weights * layer(x, training=True))
         gradient = tape.gradient(loss, x).numpy()
         assert np.isfinite(gradient).all() and np.abs(gradient).sum() > 1.0, policy
+    # Inside tf.function (graph: tf.cond around each op) the same gradient as eagerly.
+    def gradient_of(layer, graph):
+        def run(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(weights * layer(x, training=True))
+            return tape.gradient(loss, x)
+        return (tf.function(run) if graph else run)(x).numpy()
+
+    eager = gradient_of(augment.Augment(p=0.5, seed=2), graph=False)
+    np.testing.assert_allclose(gradient_of(augment.Augment(p=0.5, seed=2), graph=True), eager, atol=1e-6)
+    assert np.isfinite(eager).all() and np.abs(eager - weights.numpy()).max() > 0.1
+    # Gated off (p = 0): the identity's gradient, the weights themselves.
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(weights * augment.Augment(p=0.0, seed=0)(x, training=True))
+    np.testing.assert_array_equal(tape.gradient(loss, x), weights)
 
     # Brightness: d/dx sum w (x + b) = w. Contrast: w c + (1 - c) mean(w) over the image.
     c = np.array([0.5, 0.8, 1.2, 1.5], "float32")
