@@ -124,3 +124,253 @@ def test_every_discriminator_exposes_its_penultimate_features(shape, options, wi
     if not options.get("num_classes"):  # the logits are a dense layer on exactly these features
         kernel, bias = _dense_weights(discriminator, "logits")
         np.testing.assert_allclose(discriminator(inputs).numpy(), h @ kernel + bias, rtol=1e-4, atol=1e-5)
+
+
+# --- SNGAN ResNet (Miyato et al. 2018) -------------------------------------------------------
+
+
+def _trainable(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+def test_resnet_32_parameter_counts_match_sngan():
+    """SNGAN's CIFAR-10 ResNet pair (arXiv:1802.05957 Table 4; the layers as in Mimicry's
+    torch_mimicry/nets/sngan/sngan_32.py and modules/resblocks.py, which follow the authors'
+    chainer code): z = 128, G width 256, D width 128, biases everywhere, BN gamma and beta
+    trainable. Spectral norm's u vectors and BN's moving statistics are not parameters there
+    (PyTorch buffers), so only trainable weights are counted."""
+    generator, discriminator = networks.build((32, 32, 3), 128, arch="resnet")
+
+    def conv(cin, cout, k):
+        return cin * cout * k * k + cout
+
+    g_block = 2 * 256 + conv(256, 256, 3) + 2 * 256 + conv(256, 256, 3) + conv(256, 256, 1)  # bn1 c1 bn2 c2 sc
+    g = (128 * 4 * 4 * 256 + 4 * 4 * 256) + 3 * g_block + 2 * 256 + conv(256, 3, 3)
+    d_optimized = conv(3, 128, 3) + conv(128, 128, 3) + conv(3, 128, 1)
+    d_down = 2 * conv(128, 128, 3) + conv(128, 128, 1)
+    d_plain = 2 * conv(128, 128, 3)  # identity shortcut: same width, no downsampling
+    d = d_optimized + d_down + 2 * d_plain + (128 + 1)
+    assert (g, d) == (4_276_739, 1_053_825)
+    assert (_trainable(generator), _trainable(discriminator)) == (g, d)
+    # The totals quoted for SNGAN-32 (G about 4.3M, D about 1.0M parameters).
+    assert abs(g - 4.3e6) / 4.3e6 < 0.01 and abs(d - 1.0e6) / 1.0e6 < 0.06
+    # Structure: 3 up blocks to 32x32; D: 8x8 maps before the sum pooling; spectral norm on
+    # all 10 convolutions and the dense layer (SNGAN's default for this critic).
+    assert [generator.get_layer(f"block_{i}").output.shape[1] for i in range(3)] == [8, 16, 32]
+    assert discriminator.get_layer("relu").output.shape == (None, 8, 8, 128)
+    assert _count(discriminator, keras.layers.SpectralNormalization) == 11
+    assert isinstance(discriminator.get_layer("sum_pool"), GlobalSumPooling2D)
+    _, plain = networks.build((32, 32, 3), 128, arch="resnet", spectral_norm=False)
+    assert _count(plain, keras.layers.SpectralNormalization) == 0 and _trainable(plain) == d
+
+
+def test_global_sum_pooling_sums():
+    x = RNG.normal(size=(2, 3, 5, 4)).astype("float32")
+    np.testing.assert_allclose(GlobalSumPooling2D()(x).numpy(), x.sum(axis=(1, 2)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("size", [8, 16, 32])
+@pytest.mark.parametrize("arch", networks.ARCHS)
+def test_shapes_and_ranges(arch, size, channels, conditional):
+    num_classes = 4 if conditional else None
+    generator, discriminator = networks.build((size, size, channels), 6, arch=arch, num_classes=num_classes)
+    z = RNG.normal(size=(3, 6)).astype("float32") * 50  # saturate the tanh
+    labels = np.array([0, 3, 1], dtype="int32")
+    images = generator([z, labels] if conditional else z, training=False).numpy()
+    assert images.shape == (3, size, size, channels) and images.dtype == np.float32
+    assert images.min() >= -1 and images.max() <= 1
+    logits = discriminator([images, labels] if conditional else images, training=False)
+    assert logits.shape == (3, 1) and logits.dtype == "float32"
+
+
+def test_resnet_generalises_by_size():
+    for size, ups, last in [(8, 1, 4), (16, 2, 8), (64, 4, 8)]:
+        generator, discriminator = networks.build((size, size, 3), 4, arch="resnet")
+        assert sum(layer.name.startswith("block_") and isinstance(layer, keras.layers.Add)
+                   for layer in generator.layers) == ups
+        assert discriminator.get_layer("relu").output.shape[1:3] == (last, last)
+
+
+def test_bad_arch_options():
+    with pytest.raises(ValueError, match="Unknown arch 'stylegan'"):
+        networks.build((8, 8, 1), 4, arch="stylegan")
+    with pytest.raises(ValueError, match="takes images"):
+        networks.build((2,), 4, arch="resnet")
+    with pytest.raises(ValueError, match="needs feature maps"):
+        networks.build((2,), 4, self_attention=4)
+    with pytest.raises(ValueError, match="valid resolutions: 8, 16"):
+        networks.build((32, 32, 3), 4, arch="resnet", self_attention=32)
+    with pytest.raises(ValueError, match="valid resolutions: 4, 8, 16"):
+        networks.build((32, 32, 3), 4, self_attention=32)
+    assert networks.ARCHS == ("dcgan", "resnet")
+
+
+# --- self-attention (SAGAN, Zhang et al. 2019) -----------------------------------------------
+
+
+def _attention_numpy(x, wq, wk, wv, wo, gamma):
+    b, h, w, c = x.shape
+    flat = x.reshape(b, h * w, c).astype("float64")
+    queries, keys, values = flat @ wq, flat @ wk, flat @ wv
+    scores = queries @ keys.transpose(0, 2, 1)  # [B, j, i]
+    weights = np.exp(scores - scores.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)  # softmax over i: what j attends to
+    return x + gamma * ((weights @ values) @ wo).reshape(b, h, w, c), (weights.transpose(0, 2, 1) @ values) @ wo
+
+
+def test_self_attention_identity_at_init_and_numpy_maths():
+    x = RNG.normal(size=(2, 4, 4, 16)).astype("float32")
+    layer = SelfAttention()
+    np.testing.assert_array_equal(layer(x).numpy(), x)  # gamma = 0: exactly the input
+    kernels = {}
+    for name, conv in [("q", layer.query), ("k", layer.key), ("v", layer.value), ("o", layer.attention_output)]:
+        value = RNG.normal(0, 0.5, size=conv.kernel.shape).astype("float32")
+        conv.kernel.assign(value)
+        kernels[name] = value.reshape(value.shape[2], value.shape[3]).astype("float64")
+    assert kernels["q"].shape == (16, 2) and kernels["v"].shape == (16, 8) and kernels["o"].shape == (8, 16)
+    layer.gamma.assign(0.7)
+    expected, wrong_axis = _attention_numpy(x, kernels["q"], kernels["k"], kernels["v"], kernels["o"], 0.7)
+    outputs = layer(x).numpy()
+    np.testing.assert_allclose(outputs, expected, rtol=1e-4, atol=1e-4)
+    # The softmax axis matters: normalising over the queries instead gives something else.
+    assert np.abs(outputs - (x + 0.7 * wrong_axis.reshape(x.shape))).max() > 0.1
+
+
+def test_self_attention_spectral_norm_wraps_its_convolutions():
+    layer = SelfAttention(spectral_norm=True)
+    layer(RNG.normal(size=(1, 4, 4, 8)).astype("float32"))
+    convs = [layer.query, layer.key, layer.value, layer.attention_output]
+    assert all(isinstance(conv, keras.layers.SpectralNormalization) for conv in convs)
+
+
+@pytest.mark.parametrize("arch, size, resolution", [("dcgan", 16, 4), ("dcgan", 32, 16), ("resnet", 32, 8),
+                                                    ("resnet", 32, 16), ("resnet", 16, 8)])
+def test_build_inserts_one_attention_block_where_the_map_has_that_size(arch, size, resolution):
+    generator, discriminator = networks.build((size, size, 3), 4, arch=arch, self_attention=resolution)
+    for model, spectral in [(generator, False), (discriminator, arch == "resnet")]:
+        assert _count(model, SelfAttention) == 1
+        block = model.get_layer("attention")
+        assert block.output.shape[1:3] == (resolution, resolution)
+        assert block.spectral_norm == spectral
+    assert resolution in networks.attention_resolutions((size, size, 3), arch)
+
+
+# --- minibatch standard deviation (ProGAN, Karras et al. 2018) -------------------------------
+
+
+def _minibatch_std_numpy(x, group_size):
+    batch = x.shape[0]
+    group = min(group_size, batch)
+    groups = batch // group
+    feature = np.empty(batch)
+    for g in range(groups):
+        members = [b for b in range(batch) if b % groups == g]  # ProGAN's layout: strided groups
+        std = np.sqrt(x[members].astype("float64").var(axis=0) + 1e-8)  # biased variance
+        feature[members] = std.mean()
+    return feature
+
+
+@pytest.mark.parametrize("shape, group_size", [((8, 4, 4, 3), 4), ((3, 4, 4, 3), 4), ((12, 5), 4), ((6, 2, 2, 1), 2)])
+def test_minibatch_std_equals_numpy(shape, group_size):
+    scale = RNG.uniform(0.5, 2.0, size=(shape[0],) + (1,) * (len(shape) - 1))  # groups differ
+    x = (RNG.normal(size=shape) * scale).astype("float32")
+    outputs = MinibatchStdDev(group_size)(x).numpy()
+    assert outputs.shape == (*shape[:-1], shape[-1] + 1)
+    np.testing.assert_array_equal(outputs[..., :-1], x)
+    expected = _minibatch_std_numpy(x, group_size)
+    extra = outputs[..., -1].reshape(shape[0], -1)
+    np.testing.assert_allclose(extra, np.repeat(expected[:, None], extra.shape[1], 1), rtol=1e-5)
+    assert len(set(np.round(expected, 6))) == shape[0] // min(group_size, shape[0])  # one value per group
+    # The same inside a graph whose batch size is unknown when traced.
+    traced = tf.function(MinibatchStdDev(group_size).call).get_concrete_function(
+        tf.TensorSpec((None, *shape[1:]), tf.float32))
+    np.testing.assert_allclose(traced(tf.constant(x)).numpy(), outputs, rtol=1e-6)
+
+
+def test_minibatch_std_needs_a_divisible_batch():
+    with pytest.raises(ValueError, match="not divisible"):
+        MinibatchStdDev(4)(np.zeros((6, 2, 2, 1), "float32"))
+
+
+@pytest.mark.parametrize("arch", networks.ARCHS)
+def test_build_puts_minibatch_std_before_the_last_conv_stage(arch):
+    _, discriminator = networks.build((32, 32, 3), 4, arch=arch, minibatch_std=True)
+    layer = discriminator.get_layer("minibatch_std")
+    assert layer.output.shape[-1] == layer.input.shape[-1] + 1
+    names = [l.name for l in discriminator.layers]
+    following = names[names.index("minibatch_std") + 1]
+    # DCGAN: the last strided conv; ResNet: the last block (its shortcut learns C + 1 -> C).
+    assert following == ("down_2" if arch == "dcgan" else "block_3_relu1")
+    if arch == "resnet":
+        assert "sn_block_3_shortcut" in names  # spectral norm: on by default for the ResNet critic
+    images = RNG.uniform(-1, 1, size=(8, 32, 32, 3)).astype("float32")
+    assert discriminator(images, training=True).shape == (8, 1)
+
+
+# --- serialisation and precision -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "layer, init_args",
+    [
+        (ConditionalBatchNormalization(7, momentum=0.9, epsilon=1e-5), {"num_classes": 7, "momentum": 0.9, "epsilon": 1e-5}),
+        (SelfAttention(spectral_norm=True), {"spectral_norm": True}),
+        (MinibatchStdDev(group_size=2), {"group_size": 2}),
+        (GlobalSumPooling2D(), {}),
+    ],
+)
+def test_layer_configs_are_their_init_args(layer, init_args):
+    base = set(keras.layers.Layer().get_config())
+    config = layer.get_config()
+    assert {k: v for k, v in config.items() if k not in base} == init_args
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(clone) is type(layer) and clone.get_config() == config
+
+
+def test_models_with_every_layer_round_trip_through_a_keras_file(tmp_path):
+    generator, discriminator = networks.build((16, 16, 3), 6, arch="resnet", num_classes=3, self_attention=8,
+                                              minibatch_std=True)
+    z = RNG.normal(size=(4, 6)).astype("float32")
+    labels = np.array([0, 1, 2, 1], dtype="int32")
+    images = generator([z, labels], training=True).numpy()  # moves BN statistics, normalises SN kernels
+    discriminator([images, labels], training=True)
+    for layer in [*generator.layers, *discriminator.layers]:  # non-trivial values everywhere
+        for weight in layer.trainable_weights:
+            if "gamma" in weight.path or "beta" in weight.path:
+                weight.assign(RNG.normal(0.5, 0.3, size=weight.shape))
+    expected_g = generator([z, labels], training=False).numpy()
+    expected_d = discriminator([images, labels], training=False).numpy()
+    generator.save(tmp_path / "g.keras")
+    discriminator.save(tmp_path / "d.keras")
+    g, d = keras.models.load_model(tmp_path / "g.keras"), keras.models.load_model(tmp_path / "d.keras")
+    kinds = {type(layer) for layer in [*g.layers, *d.layers]}
+    assert {ConditionalBatchNormalization, SelfAttention, MinibatchStdDev, GlobalSumPooling2D} <= kinds
+    np.testing.assert_array_equal(g([z, labels], training=False).numpy(), expected_g)
+    np.testing.assert_array_equal(d([images, labels], training=False).numpy(), expected_d)
+
+
+@pytest.fixture
+def bfloat16():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("arch", networks.ARCHS)
+def test_mixed_bfloat16_forward_pass(bfloat16, arch):
+    generator, discriminator = networks.build((16, 16, 3), 6, arch=arch, num_classes=3, self_attention=8,
+                                              minibatch_std=True, spectral_norm=True)
+    assert generator.get_layer("attention").compute_dtype == "bfloat16"
+    z = RNG.normal(size=(4, 6)).astype("float32") * 50
+    labels = np.array([0, 1, 2, 1], dtype="int32")
+    images = generator([z, labels], training=True)
+    assert images.dtype == "float32" and images.shape == (4, 16, 16, 3)
+    assert -1 <= float(tf.reduce_min(images)) and float(tf.reduce_max(images)) <= 1
+    logits = discriminator([images, tf.constant(labels)], training=True)
+    assert logits.dtype == "float32" and logits.shape == (4, 1) and np.isfinite(logits.numpy()).all()
+    _, mlp = networks.build((2,), 2, minibatch_std=True, spectral_norm=True)
+    assert mlp(RNG.normal(size=(4, 2)).astype("float32"), training=True).dtype == "float32"

@@ -57,7 +57,9 @@ def build(
         self_attention: None, or a feature-map size (see `attention_resolutions`) where one
             SAGAN `SelfAttention` block goes in both G and D.
         minibatch_std: ProGAN's minibatch standard deviation in D (before its last convolution
-            stage; for the MLP, one extra feature before the output layer).
+            stage; for the MLP, one extra feature before the output layer). Like batch norm it
+            mixes the examples of a batch, so a per-example gradient penalty also sees the
+            other examples through it (ProGAN trains it with WGAN-GP all the same).
         num_classes: None, or the number of classes for a conditional pair: G takes
             `[latent, labels]` and uses class-conditional batch norm, D takes
             `[images, labels]` and is a projection discriminator (labels int32 [B], input

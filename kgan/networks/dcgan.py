@@ -22,12 +22,13 @@ from kgan.networks.layers import MinibatchStdDev, SelfAttention, discriminator_o
 SIZES = (8, 16, 32, 64)
 
 
-def _num_doublings(image_shape):
+def _num_doublings(image_shape, family="DCGAN"):
+    """log2(size / 4) for a supported image shape; ValueError naming `family` otherwise."""
     height, width, channels = image_shape
     if height != width or height not in SIZES:
-        raise ValueError(f"DCGAN networks take square images of size {SIZES}; got {height}x{width}")
+        raise ValueError(f"{family} networks take square images of size {SIZES}; got {height}x{width}")
     if channels not in (1, 3):
-        raise ValueError(f"DCGAN networks take 1 or 3 channels; got {channels}")
+        raise ValueError(f"{family} networks take 1 or 3 channels; got {channels}")
     return int(math.log2(height // 4))
 
 

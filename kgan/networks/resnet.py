@@ -27,12 +27,10 @@ block). D's penultimate feature vector (after the sum pooling) is the output of 
 layer.
 """
 
-import math
-
 import keras
 from keras import layers
 
-from kgan.networks.dcgan import check_attention, label_input
+from kgan.networks.dcgan import _num_doublings, check_attention, label_input
 from kgan.networks.layers import (
     GlobalSumPooling2D,
     MinibatchStdDev,
@@ -42,26 +40,15 @@ from kgan.networks.layers import (
     spectral,
 )
 
-SIZES = (8, 16, 32, 64)
-
-
-def _check(image_shape):
-    height, width, channels = image_shape
-    if height != width or height not in SIZES:
-        raise ValueError(f"ResNet networks take square images of size {SIZES}; got {height}x{width}")
-    if channels not in (1, 3):
-        raise ValueError(f"ResNet networks take 1 or 3 channels; got {channels}")
-    return height
-
 
 def num_up_blocks(image_shape):
-    """Up blocks of the generator: log2(size / 4)."""
-    return int(math.log2(_check(image_shape) // 4))
+    """Up blocks of the generator: log2(size / 4) (sizes 8..64, as DCGAN)."""
+    return _num_doublings(image_shape, "ResNet")
 
 
 def num_down_blocks(image_shape):
     """Downsampling blocks of the critic: max(1, log2(size) - 3) (2 at 32x32)."""
-    return max(1, int(math.log2(_check(image_shape))) - 3)
+    return max(1, num_up_blocks(image_shape) - 1)
 
 
 def generator_resolutions(image_shape):
@@ -71,7 +58,7 @@ def generator_resolutions(image_shape):
 
 def discriminator_resolutions(image_shape):
     """Feature-map sizes after D's blocks: size / 2 .. size / 2^num_down_blocks."""
-    return tuple(_check(image_shape) // 2**i for i in range(1, num_down_blocks(image_shape) + 1))
+    return tuple(image_shape[0] // 2**i for i in range(1, num_down_blocks(image_shape) + 1))
 
 
 def attention_resolutions(image_shape):
