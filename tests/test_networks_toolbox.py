@@ -315,7 +315,8 @@ def test_build_puts_minibatch_std_before_the_last_conv_stage(arch):
 @pytest.mark.parametrize(
     "layer, init_args",
     [
-        (ConditionalBatchNormalization(7, momentum=0.9, epsilon=1e-5), {"num_classes": 7, "momentum": 0.9, "epsilon": 1e-5}),
+        (ConditionalBatchNormalization(7, momentum=0.9, epsilon=1e-5),
+         {"num_classes": 7, "momentum": 0.9, "epsilon": 1e-5}),
         (SelfAttention(spectral_norm=True), {"spectral_norm": True}),
         (MinibatchStdDev(group_size=2), {"group_size": 2}),
         (GlobalSumPooling2D(), {}),

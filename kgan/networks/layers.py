@@ -295,6 +295,7 @@ def discriminator_output(x, labels=None, num_classes=None, spectral_norm=False):
     if not num_classes:
         return logits
     one_hot = layers.CategoryEncoding(num_classes, output_mode="one_hot", name="labels_one_hot")(labels)
-    embedded = spectral(layers.Dense(x.shape[-1], use_bias=False, dtype="float32", name="embed"), spectral_norm)(one_hot)
+    embed = layers.Dense(x.shape[-1], use_bias=False, dtype="float32", name="embed")
+    embedded = spectral(embed, spectral_norm)(one_hot)
     projection = layers.Dot(axes=-1, dtype="float32", name="projection")([embedded, features])
     return layers.Add(dtype="float32", name="conditional_logits")([logits, projection])
