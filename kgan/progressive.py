@@ -17,6 +17,12 @@ and the discriminator:
 `ProgressiveCallback` sets the phase and alpha before every step from the generator's update
 counter (`gan.g_optimizer.iterations`), so a run restored from a checkpoint resumes in the right
 phase with no state of its own.
+
+Saving: `save_weights` / `load_weights` (and so `kgan.checkpoint`) store the shared variables
+once and restore them into networks rebuilt with one shared curriculum. A whole-model
+`keras.saving.save_model` of the GAN does not round-trip: Keras 3.15 deserialises the two
+networks with a curriculum each (the sharing of a layer between two nested functional models is
+not recorded), and loading fails with "Layer 'curriculum' expected 2 variables".
 """
 
 import keras
@@ -128,6 +134,8 @@ class ProgressiveCallback(keras.callbacks.Callback):
     state of its own. At the end of every epoch it adds `phase` and `alpha` (the values the
     epoch's last step used) to the epoch logs: put it BEFORE `keras.callbacks.TensorBoard` in the
     callback list for them to reach TensorBoard (callbacks share one `logs` dict, in order).
+    With `steps_per_execution = k > 1` Keras calls the batch hooks once per k steps, so the
+    state is then updated every k steps.
 
     Args:
         curriculum: the `Curriculum` shared by the model's generator and discriminator.

@@ -246,6 +246,17 @@ def _weights(model):
     return {path: np.array(v.numpy()) for path, v in variables.items()}
 
 
+def _scalars(logdir, tag):
+    """The values of scalar `tag` in the TensorBoard event files of `logdir`, in step order."""
+    import tensorflow as tf
+
+    found = []
+    for path in sorted(logdir.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            found += [(event.step, float(tf.make_ndarray(v.tensor))) for v in event.summary.value if v.tag == tag]
+    return [value for _, value in sorted(found)]
+
+
 def _fit(model, curriculum, epochs, initial_epoch=0, callbacks=()):
     return model.fit(_data(), batch_size=BATCH, epochs=epochs, initial_epoch=initial_epoch, shuffle=False,
                      verbose=0, callbacks=[ProgressiveCallback(curriculum), *callbacks])
@@ -253,18 +264,22 @@ def _fit(model, curriculum, epochs, initial_epoch=0, callbacks=()):
 
 def test_gan_follows_the_curriculum_and_resumes_mid_fade_from_a_checkpoint(tmp_path):
     # Uninterrupted: 4 epochs of 2 steps. Steps 0-2 phase 0; 3, 4, 5 phase 1 (alpha 0, 0.5, 1);
-    # 6, 7 phase 2 (alpha 0, 0.5).
+    # 6, 7 phase 2 (alpha 0, 0.5). Checkpoints after epochs 2 and 4 (kgan.checkpoint, as `kgan train`).
     model, curriculum = _gan(seed=0)
-    initial = _weights(model)
-    after_first_epoch = {}
-    keep = keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda epoch, logs: after_first_epoch.update(_weights(model)) if epoch == 0 else None)
-    history = _fit(model, curriculum, epochs=4, callbacks=[keep]).history
-    # The epoch logs carry the state of each epoch's last step (steps 1, 3, 5, 7).
+    snapshots = {-1: _weights(model)}
+    keep = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: snapshots.__setitem__(epoch, _weights(model)))
+    checkpoints = checkpoint.Checkpoints(str(tmp_path / "checkpoints"))
+    save = checkpoint.CheckpointCallback(checkpoints, every=2)
+    board = keras.callbacks.TensorBoard(str(tmp_path / "logs"), write_graph=False)  # after the curriculum's
+    history = _fit(model, curriculum, epochs=4, callbacks=[keep, save, board]).history
+    # The epoch logs carry the state of each epoch's last step (steps 1, 3, 5, 7), and reach TensorBoard.
     assert history["phase"] == [0.0, 1.0, 1.0, 2.0]
     assert history["alpha"] == [1.0, 0.0, 1.0, 0.5]
+    assert _scalars(tmp_path / "logs" / "train", "epoch_phase") == [0.0, 1.0, 1.0, 2.0]
+    assert _scalars(tmp_path / "logs" / "train", "epoch_alpha") == [1.0, 0.0, 1.0, 0.5]
     # Phase 0 (the first epoch): only the 4x4 path trains. Adam with zero gradients leaves
     # the higher-resolution layers exactly as initialised.
+    initial, after_first_epoch = snapshots[-1], snapshots[0]
     for name in ("generator/up_0/kernel", "generator/to_image/kernel", "generator/to_rgb_1/kernel",
                  "discriminator/down_0/kernel", "discriminator/down_1/kernel", "discriminator/from_rgb_1/kernel"):
         np.testing.assert_array_equal(after_first_epoch[name], initial[name], err_msg=name)
@@ -273,19 +288,14 @@ def test_gan_follows_the_curriculum_and_resumes_mid_fade_from_a_checkpoint(tmp_p
         assert np.abs(after_first_epoch[name] - initial[name]).max() > 1e-5, name
     uninterrupted = _weights(model)
 
-    # Interrupted after 2 epochs (4 steps: the next step is phase 1 at alpha 0.5), checkpointed,
-    # restored into a fresh model (other initial weights) and a fresh callback, trained on.
-    model, curriculum = _gan(seed=0)
-    _fit(model, curriculum, epochs=2)
-    checkpoints = checkpoint.Checkpoints(str(tmp_path))
-    path = checkpoints.save(model, epoch=2)
-    saved = _weights(model)
-
+    # The checkpoint after epoch 2 (4 steps: the next step is phase 1 at alpha 0.5), restored
+    # into a fresh model (other initial weights) with a fresh callback, trained on.
+    assert [epoch for epoch, _ in checkpoints.list()] == [2, 4]
     fresh, fresh_curriculum = _gan(seed=5)
     assert (int(fresh_curriculum.phase.numpy()), float(fresh_curriculum.alpha.numpy())) == (0, 1.0)
-    state = checkpoints.restore(fresh, path)
+    state = checkpoints.restore(fresh, checkpoints.list()[0][1])
     assert state["step"] == 4 and fresh_curriculum.state(state["step"]) == (1, 0.5)
-    restored = _weights(fresh)
+    saved, restored = snapshots[1], _weights(fresh)
     assert restored.keys() == saved.keys()
     for name in saved:  # phase / alpha / weights / optimizer slots, identical after restoring
         np.testing.assert_array_equal(restored[name], saved[name], err_msg=name)
