@@ -267,7 +267,8 @@ def test_gan_follows_the_curriculum_and_resumes_mid_fade_from_a_checkpoint(tmp_p
     # 6, 7 phase 2 (alpha 0, 0.5). Checkpoints after epochs 2 and 4 (kgan.checkpoint, as `kgan train`).
     model, curriculum = _gan(seed=0)
     snapshots = {-1: _weights(model)}
-    keep = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: snapshots.__setitem__(epoch, _weights(model)))
+    keep = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: snapshots.__setitem__(epoch, _weights(model)))
     checkpoints = checkpoint.Checkpoints(str(tmp_path / "checkpoints"))
     save = checkpoint.CheckpointCallback(checkpoints, every=2)
     board = keras.callbacks.TensorBoard(str(tmp_path / "logs"), write_graph=False)  # after the curriculum's
