@@ -264,8 +264,9 @@ class Augment(keras.layers.Layer):
         self.seed = seed
         self._initial_p = float(p)
         self.seed_generator = keras.random.SeedGenerator(seed, name="augment_seed")
-        # Under MirroredStrategy every replica assigns the same value (the inputs of the
-        # assignment are all-reduced), so the first replica's value is the value.
+        # Under MirroredStrategy, `AdaptiveAugment.update` assigns p in replica context; every
+        # replica computes the same value (its inputs are all-reduced), so the first replica's
+        # value is the value (checked with 2 replicas in tests/test_augment.py).
         self._p = self.add_weight(
             shape=(), initializer=keras.initializers.Constant(float(p)), dtype="float32",
             trainable=False, autocast=False, aggregation="only_first_replica", name="p",
