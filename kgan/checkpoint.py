@@ -1,6 +1,8 @@
 """Resumable checkpoints and the divergence guard.
 
-    checkpoints/<run>/epoch-000003/gan.weights.h5   G, D, both optimizers (Keras save_weights)
+    checkpoints/<run>/epoch-000003/gan.weights.h5   G, D, both optimizers, and the toolbox's
+                                                    state: EMA generator, augmentation p (ADA),
+                                                    historical averages (Keras save_weights)
     checkpoints/<run>/epoch-000003/state.json       epoch, step, seed-generator states, config
 
 `GAN.save_weights` keeps the optimizers' state (they are attributes of the model) but NOT a
@@ -27,11 +29,15 @@ _NAME = re.compile(r"^epoch-(\d+)$")
 
 
 def seed_generators(gan):
-    """The model's `keras.random.SeedGenerator`s by name: the noise seed and the penalty's, if any."""
+    """The model's `keras.random.SeedGenerator`s by name: the noise seed, the penalty's and the
+    augmentation's (`augment`), when there are."""
     found = {"noise": gan.seed_generator}
     seed = getattr(gan.penalty, "seed", None)
     if isinstance(seed, keras.random.SeedGenerator):
         found["penalty"] = seed
+    augment = getattr(gan, "augment", None)
+    if augment is not None:
+        found["augment"] = augment.seed_generator
     return found
 
 
