@@ -59,7 +59,11 @@ class SampleGrid(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
             return
-        samples = np.asarray(self.model.generator(self._latent, training=False), dtype="float32")
+        inputs = self._latent
+        if getattr(self.model, "num_classes", None):  # conditional: the classes in turn
+            inputs = [inputs, tf.range(self.num_samples, dtype="int32") % self.model.num_classes]
+        sampler = getattr(self.model, "sampler", self.model.generator)  # the EMA generator with --ema
+        samples = np.asarray(sampler(inputs, training=False), dtype="float32")
         picture = plots.sample_picture(samples, self.reference, title=f"epoch {epoch + 1}")
         # record_if(True): Keras' TensorBoard callback leaves a step-based record_if condition
         # active during training that would otherwise drop this summary.

@@ -224,9 +224,9 @@ def run_one(spec, cache_dir=None, keep_samples=None):
 
     config = spec.config()
     keras.utils.set_random_seed(config.seed)
-    dataset = data.load(config.dataset, seed=config.seed)
+    dataset = data.load(config.dataset, seed=config.seed, with_labels=config.conditional)
     pipeline = data.pipeline(dataset, config.batch_size, config.d_steps, seed=config.seed).repeat()
-    gan = run.build(config, dataset.shape)
+    gan = run.build(config, dataset.shape, dataset.num_classes, total_steps=spec.steps)
     evaluator = Evaluator(spec.dataset, cache_dir)
     curves = collections.defaultdict(list)
 
@@ -242,7 +242,7 @@ def run_one(spec, cache_dir=None, keep_samples=None):
 
     start = time.time()
     gan.fit(pipeline, steps_per_epoch=spec.eval_every, epochs=spec.steps // spec.eval_every,
-            verbose=0, callbacks=[Evaluate()], shuffle=False)
+            verbose=0, callbacks=[*run.toolbox_callbacks(gan), Evaluate()], shuffle=False)
     seconds = time.time() - start
     samples = gan.generate(EVAL_SAMPLES[spec.dataset], seed=10_000 + spec.seed)
     finite = bool(np.all(np.isfinite(samples)))

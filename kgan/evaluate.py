@@ -269,7 +269,8 @@ class Evaluator:
 def real_examples(dataset, num_real=DEFAULT_NUM_REAL):
     """The first `num_real` examples of a `kgan.data.Dataset` as a NumPy array."""
     count = min(int(num_real), int(dataset.num_examples))
-    return next(iter(dataset.data.batch(count).take(1))).numpy()
+    batch = next(iter(dataset.data.batch(count).take(1)))
+    return (batch[0] if isinstance(batch, tuple) else batch).numpy()  # (examples, labels) when labelled
 
 
 # --------------------------------------------------------------------------------------------

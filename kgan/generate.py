@@ -194,13 +194,17 @@ def export_run(run, output="saved_models"):
 
     import keras
 
+    from kgan import data
     from kgan import run as run_module
 
-    gan = run_module.build(config, shape)
-    gan(keras.ops.zeros((1, config.latent_dim)))  # builds the GAN so the weights have a home
+    num_classes = data.NUM_CLASSES.get(config.dataset) if config.conditional else None
+    gan = run_module.build(config, shape, num_classes)
+    if not gan.built:  # the GAN is built with its networks; this is a fallback
+        gan(keras.ops.zeros((1, config.latent_dim)))
     try:
         gan.load_weights(weights_path)
     except Exception as error:  # noqa: BLE001 - a mismatched or truncated weights file
         detail = " ".join(str(error).split())[:200]
         raise UsageError(f"cannot load {weights_path} into the network {config_path} describes ({detail})") from None
-    return export.export_generator(gan.generator, os.path.join(run_dir, "generator"), config_path=config_path)
+    return export.export_generator(gan.sampler, os.path.join(run_dir, "generator"), config_path=config_path,
+                                   num_classes=gan.num_classes)

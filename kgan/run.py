@@ -17,6 +17,7 @@ import keras
 import tensorflow as tf
 
 import kgan
+import kgan.augment
 from kgan import callbacks, checkpoint, data, distribute, evaluate, export, losses, networks, penalties, plots
 from kgan.errors import DivergedError, UsageError
 from kgan.gan import GAN
@@ -56,6 +57,41 @@ def make_penalty(config):
     return None
 
 
+def _validate_toolbox(config):
+    """The stabilisation-toolbox flags (README: Stabilisation techniques)."""
+    points = config.dataset in data.MIXTURES
+    if config.arch not in ("dcgan", "resnet"):
+        raise UsageError(f"unknown --arch {config.arch!r}: choose dcgan or resnet")
+    image_only = {"--arch resnet": config.arch == "resnet", "--self-attention": config.self_attention is not None,
+                  "--augment": config.augment is not None, "--progressive": config.progressive}
+    for flag, used in image_only.items():
+        if used and points:
+            raise UsageError(f"{flag} needs an image dataset; {config.dataset} is 2-D points")
+    if config.conditional and config.dataset not in data.NUM_CLASSES:
+        raise UsageError(f"--conditional needs a dataset with one class label per example "
+                         f"({', '.join(data.NUM_CLASSES)}); {config.dataset!r} has none")
+    if config.ema is not None and not 0 < config.ema < 1:
+        raise UsageError(f"--ema must be in (0, 1), e.g. 0.999; got {config.ema}")
+    checks = {"--ema-start": (config.ema_start, 0), "--feature-matching": (config.feature_matching, 0),
+              "--unroll": (config.unroll, 0), "--historical-averaging": (config.historical_averaging, 0)}
+    for flag, (value, low) in checks.items():
+        if not value >= low:
+            raise UsageError(f"{flag} must be >= {low}; got {value}")
+    if config.augment not in (None, "diffaugment", "ada"):
+        raise UsageError(f"unknown --augment {config.augment!r}: choose diffaugment or ada")
+    if config.augment_p is not None and not 0 <= config.augment_p <= 1:
+        raise UsageError(f"--augment-p must be in [0, 1]; got {config.augment_p}")
+    if not 0 < config.ada_target < 1:
+        raise UsageError(f"--ada-target must be in (0, 1); got {config.ada_target}")
+    if config.progressive and config.arch != "dcgan":
+        raise UsageError("--progressive grows DCGAN networks: it cannot be combined with --arch resnet")
+    for flag, value in (("--progressive-steps", config.progressive_steps), ("--fade-steps", config.fade_steps)):
+        if value is not None and int(value) < (1 if flag == "--progressive-steps" else 0):
+            raise UsageError(f"{flag} must be >= {1 if flag == '--progressive-steps' else 0}; got {value}")
+    if config.clip_grad_norm is not None and not config.clip_grad_norm > 0:
+        raise UsageError(f"--clip-grad-norm must be > 0; got {config.clip_grad_norm}")
+
+
 def validate(config):
     """Checks every user-settable number; raises UsageError naming the flag."""
     positive_ints = ("epochs", "batch_size", "latent_dim", "d_steps")
@@ -84,6 +120,7 @@ def validate(config):
     if int(config.keep_checkpoints) < 1:
         raise UsageError(f"--keep-checkpoints must be >= 1; got {config.keep_checkpoints}")
     data.validate_name(config.dataset)
+    _validate_toolbox(config)
     if int(config.metrics_every) < 1 or int(config.metrics_samples or 10) < 10:
         raise UsageError(f"--metrics-every must be >= 1 and --metrics-samples >= 10; got {config.metrics_every}, "
                          f"{config.metrics_samples}")
@@ -92,27 +129,81 @@ def validate(config):
     make_penalty(config)
 
 
-def build(config, data_shape):
-    """A compiled `GAN` for data of shape `data_shape`, following `config`."""
+def make_networks(config, data_shape, num_classes=None, total_steps=None):
+    """`(generator, discriminator)` for `config` (arch, toolbox layers, curriculum)."""
     penalty = make_penalty(config)
-    generator, discriminator = networks.build(
-        data_shape,
-        config.latent_dim,
-        batch_norm=penalty is None,  # penalties are per example: no batch norm in D
-        spectral_norm=config.spectral_norm,
-    )
+    batch_norm = penalty is None  # penalties are per example: no batch norm in D
+    try:
+        if config.progressive:
+            from kgan import progressive
+            from kgan.networks import progressive as progressive_networks
+
+            if num_classes or config.self_attention is not None or config.minibatch_std:
+                raise ValueError("--progressive cannot be combined with --conditional, --self-attention or "
+                                 "--minibatch-std")
+            phases = progressive_networks.num_phases(tuple(data_shape))
+            steps = config.progressive_steps or max(1, int(total_steps or phases) // phases)
+            fade = config.fade_steps if config.fade_steps is not None else steps // 2
+            if fade > steps:
+                raise ValueError(f"--fade-steps ({fade}) must be <= the steps of a phase ({steps})")
+            curriculum = progressive.Curriculum(phases, steps, fade)
+            return (progressive_networks.progressive_generator(config.latent_dim, data_shape, curriculum),
+                    progressive_networks.progressive_discriminator(data_shape, curriculum, batch_norm=batch_norm,
+                                                                   spectral_norm=config.spectral_norm))
+        return networks.build(
+            data_shape,
+            config.latent_dim,
+            batch_norm=batch_norm,
+            spectral_norm=config.spectral_norm or None,  # None: the architecture's default (ResNet: on)
+            arch=config.arch,
+            self_attention=config.self_attention,
+            minibatch_std=config.minibatch_std,
+            num_classes=num_classes,
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def build(config, data_shape, num_classes=None, total_steps=None):
+    """A compiled `GAN` for data of shape `data_shape`, following `config`.
+
+    Args:
+        config: a `TrainConfig`.
+        data_shape: shape of one example.
+        num_classes: classes of a conditional GAN (`--conditional`; from the dataset).
+        total_steps: generator steps of the whole run (sizes the progressive curriculum's
+            phases when `--progressive-steps` is not given).
+    """
+    if config.conditional and not num_classes:
+        raise UsageError("--conditional needs the dataset's number of classes")
+    penalty = make_penalty(config)
+    generator, discriminator = make_networks(config, data_shape, num_classes if config.conditional else None,
+                                             total_steps)
     if config.sync_bn:
         distribute.synchronize_batch_norm(generator)
         distribute.synchronize_batch_norm(discriminator)
-    gan = GAN(
-        generator,
-        discriminator,
-        latent_dim=config.latent_dim,
-        d_steps=config.d_steps,
-        instance_noise=config.instance_noise,
-        seed=config.seed,
-        track_gradient_norms=True,  # d_grad_norm / g_grad_norm in the history and TensorBoard
-    )
+    try:
+        augment = kgan.augment.from_flag(config.augment, config.augment_policy, config.augment_p, config.ada_target,
+                                         seed=config.seed)
+        gan = GAN(
+            generator,
+            discriminator,
+            latent_dim=config.latent_dim,
+            d_steps=config.d_steps,
+            instance_noise=config.instance_noise,
+            seed=config.seed,
+            track_gradient_norms=True,  # d_grad_norm / g_grad_norm in the history and TensorBoard
+            num_classes=num_classes if config.conditional else None,
+            ema=config.ema,
+            ema_start=config.ema_start,
+            feature_matching=config.feature_matching,
+            augment=augment,
+            unroll=config.unroll,
+            clip_grad_norm=config.clip_grad_norm,
+            historical_averaging=config.historical_averaging,
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
     def adam(lr):
         optimizer = keras.optimizers.Adam(lr, beta_1=config.beta1, beta_2=config.beta2)
@@ -130,9 +221,22 @@ def build(config, data_shape):
     return gan
 
 
+def toolbox_callbacks(gan):
+    """Callbacks some toolbox options need (the progressive curriculum's schedule); put them first."""
+    from kgan import progressive
+
+    try:
+        curriculum = gan.generator.get_layer("curriculum")
+    except ValueError:
+        return []
+    return [progressive.ProgressiveCallback(curriculum)]
+
+
 #: Config fields a checkpoint must agree on to be resumed (the others may change, e.g. --epochs).
 RESUME_FIELDS = ("loss", "p", "minkowski_activation", "dataset", "image_size", "batch_size", "latent_dim",
-                 "d_steps", "clip", "gp", "r1", "label_smoothing", "instance_noise", "spectral_norm", "seed")
+                 "d_steps", "clip", "gp", "r1", "label_smoothing", "instance_noise", "spectral_norm", "seed",
+                 "arch", "self_attention", "minibatch_std", "conditional", "ema", "augment", "progressive",
+                 "historical_averaging")
 
 
 def _check_resumable(config, state, path):
@@ -197,17 +301,18 @@ def train(config, verbose="auto", print_fn=print):
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
-    dataset = data.load(config.dataset, data_dir=config.data_dir, image_size=config.image_size, seed=config.seed)
+    dataset = data.load(config.dataset, data_dir=config.data_dir, image_size=config.image_size, seed=config.seed,
+                        with_labels=config.conditional)
+    steps_per_epoch = data.steps_per_epoch(dataset, config.batch_size, config.d_steps)
     previous_policy = keras.mixed_precision.global_policy()
     policy, reason = distribute.set_precision(config.precision)
     if reason:
         print_fn(f"kgan: --precision auto chose {policy}: {reason}")
     try:  # the layers keep their dtype policy; the global one is restored for the caller
         with strategy.scope():
-            gan = build(config, dataset.shape)
+            gan = build(config, dataset.shape, dataset.num_classes, total_steps=config.epochs * steps_per_epoch)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
-    steps_per_epoch = data.steps_per_epoch(dataset, config.batch_size, config.d_steps)
 
     # Resume: the newest checkpoint of this run name, if any (G, D, optimizers, seeds, epoch).
     checkpoints = checkpoint.Checkpoints(
@@ -249,6 +354,7 @@ def train(config, verbose="auto", print_fn=print):
         fit_callbacks.insert(0, metrics_callback)
     guard = checkpoint.DivergenceGuard(steps_per_epoch)
     fit_callbacks.insert(0, guard)
+    fit_callbacks[:0] = toolbox_callbacks(gan)  # first: they set state the step and the logs use
     if config.checkpoint_every:
         fit_callbacks.append(checkpoint.CheckpointCallback(
             checkpoints, every=config.checkpoint_every, guard=guard, extra={"config": config.to_dict()}))
@@ -293,7 +399,9 @@ def train(config, verbose="auto", print_fn=print):
     _write_json(report, config_json)
     # The weights let `kgan export --run` rebuild the GAN; the export carries config.json.
     export.save_gan_weights(gan, run_dir)
-    generator_dir = export.export_generator(gan.generator, os.path.join(run_dir, "generator"), config_path=config_json)
+    # The exported generator is the one sampled from: the EMA copy with --ema.
+    generator_dir = export.export_generator(gan.sampler, os.path.join(run_dir, "generator"), config_path=config_json,
+                                            num_classes=gan.num_classes)
 
     outputs = {
         "generator": generator_dir,
