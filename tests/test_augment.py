@@ -5,9 +5,6 @@ split into 2 logical devices before TensorFlow initialises, which the pytest pro
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -16,7 +13,6 @@ import tensorflow as tf
 
 from kgan import augment
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _images(shape=(6, 8, 10, 3), seed=0):
@@ -448,15 +444,6 @@ def replicas(num_replicas):
         "updates": int(probe.augment._updates.numpy()),
         "logged_p": history["p"][-1],
     }
-
-
-@pytest.fixture(scope="module")
-def two_replicas():
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run([sys.executable, "-m", "tests.test_augment"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def test_two_replicas_equal_one_replica(two_replicas):

@@ -5,9 +5,6 @@ split into 2 logical devices before TensorFlow initialises, which the pytest pro
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -18,7 +15,6 @@ from keras import ops
 from kgan import losses
 from kgan.unrolled import unrolled_outputs
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _linear_discriminator(dim, seed=0, dtype="float32"):
@@ -302,15 +298,6 @@ def replicas(num_replicas):
         "gradient": np.concatenate([np.asarray(g) for g in strategy.experimental_local_results(gradient)]).tolist(),
         "zero_steps": np.asarray(model(fake)).tolist(),
     }
-
-
-@pytest.fixture(scope="module")
-def two_replicas():
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run([sys.executable, "-m", "tests.test_unrolled"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
