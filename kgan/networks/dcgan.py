@@ -87,6 +87,23 @@ def dcgan_generator(latent_dim, image_shape, base_filters=64, num_classes=None, 
     return keras.Model([inputs, labels] if num_classes else inputs, outputs, name=name)
 
 
+def down_stage(x, i, base_filters, batch_norm, spectral_norm):
+    """Stage `i` of DCGAN's discriminator on `x`, halving its resolution (Radford et al. 2016).
+
+    A 4x4 stride-2 convolution `down_{i}` with `base_filters * 2^i` channels (wrapped in
+    `SpectralNormalization` if `spectral_norm`), then batch norm `down_{i}_bn` if `batch_norm`
+    and i > 0 (the convolution has no bias then), then LeakyReLU(0.2) `down_{i}_lrelu`. Shared
+    with `kgan.networks.progressive`, whose discriminator has DCGAN's layers and names.
+    """
+    conv = layers.Conv2D(
+        base_filters * 2**i, 4, strides=2, padding="same", use_bias=not (batch_norm and i > 0), name=f"down_{i}"
+    )
+    x = spectral(conv, spectral_norm)(x)
+    if batch_norm and i > 0:
+        x = layers.BatchNormalization(name=f"down_{i}_bn")(x)
+    return layers.LeakyReLU(0.2, name=f"down_{i}_lrelu")(x)
+
+
 def dcgan_discriminator(
     image_shape,
     base_filters=64,
@@ -122,13 +139,7 @@ def dcgan_discriminator(
     for i in range(n):
         if minibatch_std and i == n - 1:
             x = MinibatchStdDev(name="minibatch_std")(x)
-        conv = layers.Conv2D(
-            base_filters * 2**i, 4, strides=2, padding="same", use_bias=not (batch_norm and i > 0), name=f"down_{i}"
-        )
-        x = spectral(conv, spectral_norm)(x)
-        if batch_norm and i > 0:
-            x = layers.BatchNormalization(name=f"down_{i}_bn")(x)
-        x = layers.LeakyReLU(0.2, name=f"down_{i}_lrelu")(x)
+        x = down_stage(x, i, base_filters, batch_norm, spectral_norm)
         if self_attention == image_shape[0] // 2 ** (i + 1):
             x = SelfAttention(spectral_norm=spectral_norm, name="attention")(x)
     x = layers.Flatten(name="flatten")(x)

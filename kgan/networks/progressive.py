@@ -30,7 +30,7 @@ ProGAN-style speed-up at low resolution, in exchange for constant shapes).
 import keras
 from keras import layers, ops
 
-from kgan.networks.dcgan import _num_doublings
+from kgan.networks.dcgan import _num_doublings, down_stage
 from kgan.networks.layers import discriminator_output, spectral
 
 
@@ -173,13 +173,7 @@ def progressive_discriminator(
         pooled.append(layers.AveragePooling2D(2, name=f"pool_{r}")(pooled[-1]))
     x = inputs
     for i in range(n):  # DCGAN's stage i: resolution n - i -> n - i - 1
-        conv = layers.Conv2D(
-            base_filters * 2**i, 4, strides=2, padding="same", use_bias=not (batch_norm and i > 0), name=f"down_{i}"
-        )
-        x = spectral(conv, spectral_norm)(x)
-        if batch_norm and i > 0:
-            x = layers.BatchNormalization(name=f"down_{i}_bn")(x)
-        x = layers.LeakyReLU(0.2, name=f"down_{i}_lrelu")(x)
+        x = down_stage(x, i, base_filters, batch_norm, spectral_norm)
         r = n - i - 1  # the resolution x is at; the stage that made it fades in at phase r + 1
         x = Fade(r + 1, name=f"fade_{r}")([from_rgb(pooled[i + 1], r), x, state])
     x = layers.Flatten(name="flatten")(x)
