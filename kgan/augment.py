@@ -371,9 +371,7 @@ class AdaptiveAugment(Augment):
         """
         signs = ops.sign(ops.cast(real_outputs, "float32"))
         sums = ops.stack([ops.sum(signs), ops.cast(ops.size(signs), "float32")])
-        context = tf.distribute.get_replica_context()
-        if context is not None and context.num_replicas_in_sync > 1:
-            sums = context.all_reduce(tf.distribute.ReduceOp.SUM, sums)
+        sums = distribute.all_reduce_sum(sums)
         sign_sum = self._sign_sum + sums[0]
         count = self._count + sums[1]
         updates = self._updates + 1

@@ -134,6 +134,19 @@ def replica():
     return context.replica_id_in_sync_group, context.num_replicas_in_sync
 
 
+def all_reduce_sum(values):
+    """Sum of `values` (a tensor or a list of tensors) over the replicas in sync.
+
+    Outside a replica context, or with one replica, returns `values` itself. The sum is
+    differentiable: `ReplicaContext.all_reduce` has a gradient (the all-reduce of the upstream
+    gradients), so a tape around a computation that sums over replicas sees through it.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+        return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
+    return values
+
+
 def _cpu_flags():
     try:
         with open("/proc/cpuinfo") as handle:

@@ -26,23 +26,7 @@ import tensorflow as tf
 from keras import ops
 
 from kgan import augment as augment_lib
-from kgan import constraints, losses, penalties
-
-
-def _replica():
-    """(replica id, number of replicas) in the current replica context."""
-    context = tf.distribute.get_replica_context()
-    if context is None:  # cross-replica context: treat as a single replica
-        return 0, 1
-    return context.replica_id_in_sync_group, context.num_replicas_in_sync
-
-
-def _all_reduce_sum(values):
-    """Sum over replicas of `values` (a tensor or a list); the values themselves on one replica."""
-    context = tf.distribute.get_replica_context()
-    if context is not None and context.num_replicas_in_sync > 1:
-        return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
-    return values
+from kgan import constraints, distribute, losses, penalties
 
 
 def feature_network(discriminator):
@@ -316,13 +300,13 @@ class GAN(keras.Model):
 
     def _noise(self, local_batch):
         """Latent noise for this replica: its slice of a global [R * B, latent] draw."""
-        replica_id, num_replicas = _replica()
+        replica_id, num_replicas = distribute.replica()
         z = keras.random.normal((local_batch * num_replicas, self.latent_dim), seed=self.seed_generator)
         return z[replica_id * local_batch : (replica_id + 1) * local_batch]
 
     def _fake_labels(self, local_batch):
         """Uniform class labels (int32) for this replica: its slice of a global [R * B] draw."""
-        replica_id, num_replicas = _replica()
+        replica_id, num_replicas = distribute.replica()
         labels = keras.random.randint(
             (local_batch * num_replicas,), 0, self.num_classes, seed=self.seed_generator, dtype="int32"
         )
@@ -332,7 +316,7 @@ class GAN(keras.Model):
         """Instance noise on a discriminator input (identity when instance_noise is 0)."""
         if not self.instance_noise:
             return x
-        replica_id, num_replicas = _replica()
+        replica_id, num_replicas = distribute.replica()
         local_batch = ops.shape(x)[0]
         noise = keras.random.normal(
             (local_batch * num_replicas, *x.shape[1:]), stddev=self.instance_noise, seed=self.seed_generator
@@ -372,11 +356,11 @@ class GAN(keras.Model):
         The value is the all-reduced sum / global batch; the gradient flows only into this
         replica's own examples, so the optimizer's sum over replicas gives the full gradient.
         """
-        _, num_replicas = _replica()
+        _, num_replicas = distribute.replica()
         values = ops.cast(values, "float32")
         local_sum = ops.sum(values, axis=0)
         if num_replicas > 1:
-            total = _all_reduce_sum(ops.stop_gradient(local_sum))
+            total = distribute.all_reduce_sum(ops.stop_gradient(local_sum))
             local_sum = local_sum + ops.stop_gradient(total - local_sum)
         return local_sum / ops.cast(ops.shape(values)[0] * num_replicas, "float32")
 
@@ -387,7 +371,7 @@ class GAN(keras.Model):
 
     def _historical_penalty(self, regularizer, variables):
         """The historical-averaging penalty, a per-model scalar: / replicas before their sum."""
-        _, num_replicas = _replica()
+        _, num_replicas = distribute.replica()
         return ops.cast(regularizer(variables), "float32") / num_replicas
 
     def _discriminator_step(self, real, labels=None):
@@ -466,11 +450,11 @@ class GAN(keras.Model):
         replicas, since the optimizer sums what every replica gives it.
         """
         if self.track_gradient_norms or self.clip_grad_norm is not None:
-            _, num_replicas = _replica()
+            _, num_replicas = distribute.replica()
             present = [i for i, g in enumerate(gradients) if g is not None]
             if self.clip_grad_norm is not None:  # dense: IndexedSlices cannot be divided
                 gradients = [None if g is None else tf.convert_to_tensor(g) for g in gradients]
-            total = _all_reduce_sum([gradients[i] for i in present])
+            total = distribute.all_reduce_sum([gradients[i] for i in present])
             norm = tf.linalg.global_norm([ops.cast(g, "float32") for g in total])
             scale = getattr(optimizer, "dynamic_scale", None)  # LossScaleOptimizer (float16)
             if scale is not None:

@@ -16,17 +16,7 @@ check exactly.
 import tensorflow as tf
 from keras import ops
 
-
-def _sum_over_replicas(values):
-    """Sum over replicas of a list of tensors (differentiable); the values themselves on one replica.
-
-    `ReplicaContext.all_reduce` has a gradient (the all-reduce of the upstream gradients), so a
-    tape around the unrolling sees through it.
-    """
-    context = tf.distribute.get_replica_context()
-    if context is not None and context.num_replicas_in_sync > 1:
-        return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
-    return values
+from kgan import distribute
 
 
 def _dense(gradient, value):
@@ -117,7 +107,7 @@ def unrolled_outputs(
             )
             loss = tf.nn.compute_average_loss(loss_fn.discriminator_loss(real_outputs, fake_outputs))
         gradients = tape.gradient(loss, trainable)
-        gradients = _sum_over_replicas([_dense(g, w) for g, w in zip(gradients, trainable)])
+        gradients = distribute.all_reduce_sum([_dense(g, w) for g, w in zip(gradients, trainable)])
         trainable = [w - ops.cast(learning_rate, w.dtype) * g for w, g in zip(trainable, gradients)]
     outputs, _ = discriminator.stateless_call(trainable, non_trainable, eval_inputs, training=training)
     return outputs
