@@ -233,6 +233,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=None, help="timed steps per variant and round (default 10; quick 3)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5; quick 1)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--markdown", metavar="PATH", help="also write the table as Markdown (docs/performance.md's)")
     args = parser.parse_args(argv)
 
     shape, latent, batch = ((8, 8, 1), 16, 16) if args.quick else ((32, 32, 3), 100, 64)
@@ -314,7 +315,33 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=2)
+    if args.markdown:
+        with open(args.markdown, "w") as handle:
+            handle.write(markdown(result))
     return result
+
+
+def markdown(result):
+    """The result as a Markdown table plus the ratios (what docs/performance.md quotes)."""
+    setup, peak = result["setup"], result["matmul_peak_gflops"]
+    shape = "x".join(str(v) for v in setup["shape"])
+    lines = [
+        f"DCGAN {shape}, batch {setup['batch']}, median of {setup['rounds']} interleaved rounds x "
+        f"{setup['steps_per_round']} steps after {setup['warmup']} warm-up steps; load average at the end "
+        f"{result['machine']['load_average'][0]:.2f}; matmul peak (8 chained 2048^2) fp32 {peak['float32']:.0f} "
+        f"GFLOP/s, bf16 {peak['mixed_bfloat16']:.0f} GFLOP/s; CPU flags {', '.join(result['machine']['cpu_flags']) or 'none'}; "
+        f"kgan's default here: {result['default']['precision']} ({result['default']['why']}), no XLA.",
+        "",
+        "| variant | precision | XLA | ms/step | images/s | x reference | GFLOP/s | % of peak |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        lines.append(f"| {r['name']} | {r['precision']} | {'yes' if r['xla'] else 'no'} | {r['ms']:.1f} | "
+                     f"{r['images_per_s']:.0f} | {r['speedup_vs_reference']:.2f} | {r['gflops']:.0f} | "
+                     f"{100 * r['fraction_of_peak']:.0f}% |")
+    lines += ["", "| ratio | value |", "|---|---|"]
+    lines += [f"| {name} | {value:.3f} |" for name, value in result["ratios"].items()]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

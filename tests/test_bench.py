@@ -38,10 +38,13 @@ def test_step_flops_composition(bench):
 
 @pytest.mark.slow
 def test_quick_run_produces_every_row_and_ratio(bench, tmp_path):
-    result = bench.main(["--quick", "--steps", "2", "--rounds", "2", "--json", str(tmp_path / "out.json")])
+    result = bench.main(["--quick", "--steps", "2", "--rounds", "2", "--json", str(tmp_path / "out.json"),
+                         "--markdown", str(tmp_path / "out.md")])
     assert len(result["rows"]) == 18 and all(r["ms"] > 0 for r in result["rows"])
     assert set(result["ratios"]) == {"kgan_default_vs_reference", "kgan_bfloat16_vs_reference",
                                      "kgan_xla_vs_no_xla_float32", "wgan_gp_vs_plain_float32",
                                      "wgan_gp_vs_plain_bfloat16", "pipeline_overhead"}
     assert (tmp_path / "out.json").exists()
+    table = (tmp_path / "out.md").read_text()
+    assert table.count("\n| kgan ") == 17 and "| pipeline_overhead |" in table
     assert keras.mixed_precision.global_policy().name == "float32"  # restored
