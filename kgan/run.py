@@ -129,10 +129,11 @@ def validate(config):
     make_penalty(config)
 
 
-def make_networks(config, data_shape, num_classes=None, total_steps=None):
-    """`(generator, discriminator)` for `config` (arch, toolbox layers, curriculum)."""
-    penalty = make_penalty(config)
-    batch_norm = penalty is None  # penalties are per example: no batch norm in D
+def make_networks(config, data_shape, num_classes=None, total_steps=None, batch_norm=True):
+    """`(generator, discriminator)` for `config` (arch, toolbox layers, curriculum).
+
+    `batch_norm`: batch norm in a DCGAN-family D (off with a penalty: penalties are per example).
+    """
     try:
         if config.progressive:
             from kgan import progressive
@@ -178,7 +179,7 @@ def build(config, data_shape, num_classes=None, total_steps=None):
         raise UsageError("--conditional needs the dataset's number of classes")
     penalty = make_penalty(config)
     generator, discriminator = make_networks(config, data_shape, num_classes if config.conditional else None,
-                                             total_steps)
+                                             total_steps, batch_norm=penalty is None)
     if config.sync_bn:
         distribute.synchronize_batch_norm(generator)
         distribute.synchronize_batch_norm(discriminator)
