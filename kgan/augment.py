@@ -280,9 +280,8 @@ class Augment(keras.layers.Layer):
 
     def _uniform(self, local_batch, n):
         """This replica's slice of a GLOBAL [R * B, n] draw of U[0, 1)."""
-        replica_id, num_replicas = distribute.replica()
-        u = keras.random.uniform((local_batch * num_replicas, n), seed=self.seed_generator)
-        return u[replica_id * local_batch : (replica_id + 1) * local_batch]
+        return distribute.replica_slice(lambda rows: keras.random.uniform((rows, n), seed=self.seed_generator),
+                                        local_batch)
 
     def call(self, images, training=True):
         if not training:

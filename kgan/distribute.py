@@ -134,6 +134,17 @@ def replica():
     return context.replica_id_in_sync_group, context.num_replicas_in_sync
 
 
+def replica_slice(draw, local_batch):
+    """This replica's rows of `draw(global_batch)`: a random draw made for the GLOBAL batch.
+
+    Every replica makes the same draw from the same seed and keeps its own slice, so random
+    inputs (noise, labels, augmentation parameters) do not depend on the number of replicas.
+    """
+    replica_id, num_replicas = replica()
+    values = draw(local_batch * num_replicas)
+    return values[replica_id * local_batch : (replica_id + 1) * local_batch]
+
+
 def all_reduce_sum(values):
     """Sum of `values` (a tensor or a list of tensors) over the replicas in sync.
 

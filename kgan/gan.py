@@ -300,28 +300,23 @@ class GAN(keras.Model):
 
     def _noise(self, local_batch):
         """Latent noise for this replica: its slice of a global [R * B, latent] draw."""
-        replica_id, num_replicas = distribute.replica()
-        z = keras.random.normal((local_batch * num_replicas, self.latent_dim), seed=self.seed_generator)
-        return z[replica_id * local_batch : (replica_id + 1) * local_batch]
+        return distribute.replica_slice(
+            lambda n: keras.random.normal((n, self.latent_dim), seed=self.seed_generator), local_batch)
 
     def _fake_labels(self, local_batch):
         """Uniform class labels (int32) for this replica: its slice of a global [R * B] draw."""
-        replica_id, num_replicas = distribute.replica()
-        labels = keras.random.randint(
-            (local_batch * num_replicas,), 0, self.num_classes, seed=self.seed_generator, dtype="int32"
-        )
-        return labels[replica_id * local_batch : (replica_id + 1) * local_batch]
+        return distribute.replica_slice(
+            lambda n: keras.random.randint((n,), 0, self.num_classes, seed=self.seed_generator, dtype="int32"),
+            local_batch)
 
     def _perturb(self, x):
         """Instance noise on a discriminator input (identity when instance_noise is 0)."""
         if not self.instance_noise:
             return x
-        replica_id, num_replicas = distribute.replica()
-        local_batch = ops.shape(x)[0]
-        noise = keras.random.normal(
-            (local_batch * num_replicas, *x.shape[1:]), stddev=self.instance_noise, seed=self.seed_generator
-        )
-        return x + ops.cast(noise[replica_id * local_batch : (replica_id + 1) * local_batch], x.dtype)
+        noise = distribute.replica_slice(
+            lambda n: keras.random.normal((n, *x.shape[1:]), stddev=self.instance_noise, seed=self.seed_generator),
+            ops.shape(x)[0])
+        return x + ops.cast(noise, x.dtype)
 
     def _augment(self, x):
         """The augmentation of a discriminator input (identity without `augment`)."""
