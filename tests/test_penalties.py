@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kgan import penalties
+from kgan import networks, penalties
 
 
 def linear_critic(weights, bias=0.3):
@@ -116,3 +116,97 @@ def test_penalty_validation_and_get():
     assert penalties.get(penalties.serialize(penalties.R1(3.0))).gamma == 3.0
     with pytest.raises(ValueError, match="Could not interpret penalty"):
         penalties.get("nope")
+
+
+# --- the discriminators' activations: the penalty's exactly-zero second-order path is cut -----
+
+
+def _conv_critic(activation):
+    """A 2-layer conv critic with fixed weights whose activations are built by `activation()`."""
+    keras.utils.set_random_seed(5)
+    return keras.Sequential([
+        keras.Input((8, 8, 3)),
+        keras.layers.Conv2D(4, 3, strides=2, padding="same"),
+        activation(),
+        keras.layers.Conv2D(6, 3, strides=2, padding="same"),
+        activation(),
+        keras.layers.Flatten(),
+        keras.layers.Dense(1),
+    ])
+
+
+@pytest.mark.parametrize(
+    "ours, theirs",
+    [
+        (lambda: networks.LeakyReLU(0.2), lambda: keras.layers.LeakyReLU(0.2)),
+        (lambda: networks.ReLU(), lambda: keras.layers.ReLU()),
+    ],
+    ids=["leaky_relu", "relu"],
+)
+def test_mask_gradient_activations_give_keras_values_and_gradients_of_every_order(ours, theirs):
+    fast, reference = _conv_critic(ours), _conv_critic(theirs)
+    assert [w.shape for w in fast.weights] == [w.shape for w in reference.weights]
+    rng = np.random.default_rng(4)
+    real, fake = (rng.normal(size=(5, 8, 8, 3)).astype("float32") for _ in range(2))
+    alpha = rng.uniform(size=(5, 1, 1, 1)).astype("float32")
+
+    def penalty_and_gradients(critic):
+        with tf.GradientTape() as tape:
+            values = penalties.GradientPenalty(weight=10.0)(critic, real, fake, alpha=alpha)
+            loss = tf.reduce_mean(values)
+        gradients = tape.gradient(loss, critic.trainable_variables)
+        return values.numpy(), [None if g is None else g.numpy() for g in gradients]
+
+    np.testing.assert_array_equal(fast(real).numpy(), reference(real).numpy())
+    values, gradients = penalty_and_gradients(fast)
+    expected_values, expected_gradients = penalty_and_gradients(reference)
+    np.testing.assert_allclose(values, expected_values, rtol=1e-6)
+    assert np.all(values > 0)
+    for variable, got, expected in zip(fast.trainable_variables, gradients, expected_gradients):
+        if got is None:  # the biases: the input gradient does not depend on them
+            assert "bias" in variable.path
+            assert expected is None or not np.any(expected)  # Keras: None (dense) or zeros (conv)
+        else:
+            assert np.abs(expected).max() > 0
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    assert sum(g is not None for g in gradients) == 3  # the three kernels
+
+
+def test_mask_gradient_stops_the_zero_second_order_path():
+    # Keras's LeakyReLU sends zeros_like(x) back from its gradient's gradient: the outer tape
+    # then differentiates the whole forward pass again. Ours has no such path (None).
+    x = tf.constant(np.linspace(-2.0, 2.0, 12, dtype="float32").reshape(3, 4))
+    for layer, path in [(keras.layers.LeakyReLU(0.2), "zeros"), (networks.LeakyReLU(0.2), None),
+                        (keras.layers.ReLU(), "zeros"), (networks.ReLU(), None)]:
+        with tf.GradientTape() as outer:
+            outer.watch(x)
+            with tf.GradientTape() as inner:
+                inner.watch(x)
+                y = tf.reduce_sum(layer(x) * 3.0)
+            first = inner.gradient(y, x)
+            loss = tf.reduce_sum(tf.square(first))
+        second = outer.gradient(loss, x)
+        slope = 0.2 if "Leaky" in type(layer).__name__ else 0.0
+        np.testing.assert_array_equal(first.numpy(), np.where(x.numpy() > 0, 3.0, 3.0 * slope).astype("float32"))
+        if path is None:
+            assert second is None
+        else:
+            np.testing.assert_array_equal(second.numpy(), np.zeros((3, 4), "float32"))
+
+
+def test_mask_gradient_activations_serialize_and_fall_back():
+    layer = keras.layers.deserialize(keras.layers.serialize(networks.LeakyReLU(0.3)))
+    assert type(layer) is networks.LeakyReLU and layer.negative_slope == pytest.approx(0.3)
+    x = np.array([[-2.0, -0.5, 0.0, 1.5, 7.0]], dtype="float32")
+    np.testing.assert_allclose(layer(x), np.where(x > 0, x, 0.3 * x))
+    # Non-default ReLU settings take Keras's implementation.
+    np.testing.assert_allclose(networks.ReLU(max_value=1.0)(x), np.clip(x, 0.0, 1.0))
+    np.testing.assert_allclose(networks.ReLU(negative_slope=0.1, threshold=0.5)(x),
+                               keras.layers.ReLU(negative_slope=0.1, threshold=0.5)(x))
+    # The networks use them in D only (G keeps Keras's ReLU: it is never differentiated twice).
+    generator, discriminator = networks.build((16, 16, 1), 8, batch_norm=False)
+    assert any(type(layer) is networks.LeakyReLU for layer in discriminator.layers)
+    assert not any(type(layer) is keras.layers.LeakyReLU for layer in discriminator.layers)
+    generator, discriminator = networks.build((16, 16, 1), 8, arch="resnet")
+    assert any(type(layer) is networks.ReLU for layer in discriminator.layers)
+    assert not any(isinstance(layer, networks.ReLU) for layer in generator.layers)

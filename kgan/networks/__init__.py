@@ -1,14 +1,21 @@
 """Generator / discriminator builders: an MLP pair for vectors, DCGAN or SNGAN-ResNet pairs for images.
 
 `build` picks and configures a pair; the per-architecture builders and the toolbox layers
-(`ConditionalBatchNormalization`, `SelfAttention`, `MinibatchStdDev`, `GlobalSumPooling2D`)
-are public too. Every discriminator has a `keras.layers.Identity` layer named `features` whose
+(`ConditionalBatchNormalization`, `SelfAttention`, `MinibatchStdDev`, `GlobalSumPooling2D`, and
+the discriminators' `LeakyReLU` / `ReLU`, cheaper under a gradient penalty) are public too. Every discriminator has a `keras.layers.Identity` layer named `features` whose
 output is its penultimate feature vector [B, F] (what feature matching compares).
 """
 
 from kgan.networks import dcgan, resnet
 from kgan.networks.dcgan import dcgan_discriminator, dcgan_generator
-from kgan.networks.layers import ConditionalBatchNormalization, GlobalSumPooling2D, MinibatchStdDev, SelfAttention
+from kgan.networks.layers import (
+    ConditionalBatchNormalization,
+    GlobalSumPooling2D,
+    LeakyReLU,
+    MinibatchStdDev,
+    ReLU,
+    SelfAttention,
+)
 from kgan.networks.mlp import mlp_discriminator, mlp_generator
 from kgan.networks.resnet import resnet_discriminator, resnet_generator
 
@@ -119,7 +126,9 @@ __all__ = [
     "ARCHS",
     "ConditionalBatchNormalization",
     "GlobalSumPooling2D",
+    "LeakyReLU",
     "MinibatchStdDev",
+    "ReLU",
     "SelfAttention",
     "attention_resolutions",
     "build",

@@ -17,7 +17,7 @@ import math
 import keras
 from keras import layers
 
-from kgan.networks.layers import MinibatchStdDev, SelfAttention, discriminator_output, normalize, spectral
+from kgan.networks.layers import LeakyReLU, MinibatchStdDev, SelfAttention, discriminator_output, normalize, spectral
 
 SIZES = (8, 16, 32, 64)
 
@@ -101,7 +101,7 @@ def down_stage(x, i, base_filters, batch_norm, spectral_norm):
     x = spectral(conv, spectral_norm)(x)
     if batch_norm and i > 0:
         x = layers.BatchNormalization(name=f"down_{i}_bn")(x)
-    return layers.LeakyReLU(0.2, name=f"down_{i}_lrelu")(x)
+    return LeakyReLU(0.2, name=f"down_{i}_lrelu")(x)
 
 
 def dcgan_discriminator(

@@ -7,6 +7,8 @@ Layers (all registered with `keras.saving.register_keras_serializable(package="k
 - `SelfAttention`: the SAGAN non-local block (Zhang et al. 2019).
 - `MinibatchStdDev`: ProGAN's minibatch standard deviation feature (Karras et al. 2018).
 - `GlobalSumPooling2D`: the SNGAN ResNet critic's global sum pooling (Miyato et al. 2018).
+- `LeakyReLU`, `ReLU`: Keras's activations whose gradient is marked piecewise constant, so a
+  gradient penalty's second-order pass skips a path that is exactly zero (see `leaky_relu`).
 
 Helpers (plain functions on Keras tensors): `spectral` wraps a layer in
 `keras.layers.SpectralNormalization` when asked, `normalize` applies batch norm or its
@@ -15,7 +17,76 @@ class-conditional form, `discriminator_output` ends every discriminator with a
 """
 
 import keras
+import tensorflow as tf
 from keras import layers, ops
+
+
+def _with_mask_gradient(forward, mask_gradient):
+    """`forward(x)` whose gradient `mask_gradient(upstream, x, y)` is a mask, constant in x.
+
+    The derivative of a (leaky) ReLU is a mask, 1 or the negative slope, piecewise constant in
+    x; TensorFlow nevertheless returns `zeros_like(x)` for the gradient of `ReluGrad` and
+    `LeakyReluGrad` with respect to x. Under a gradient penalty (an input gradient
+    differentiated again by the outer tape) those zeros flow back through the whole forward
+    pass of the interpolates: every layer's weight and input gradients are computed again, on
+    zeros. Here the first-order gradient is the same TensorFlow op on `stop_gradient(x)`, so the
+    second-order pass stops at the mask. Values and gradients of every order are unchanged;
+    only the zero path is not computed.
+    """
+
+    @tf.custom_gradient
+    def activation(x):
+        y = forward(x)
+
+        def gradient(upstream):
+            return mask_gradient(upstream, tf.stop_gradient(x), tf.stop_gradient(y))
+
+        return y, gradient
+
+    return activation
+
+
+def leaky_relu(x, negative_slope=0.2):
+    """max(x, negative_slope * x) as `tf.nn.leaky_relu`; its mask is not differentiated."""
+    alpha = float(negative_slope)
+    return _with_mask_gradient(
+        lambda x: tf.nn.leaky_relu(x, alpha=alpha),
+        lambda upstream, x, y: tf.raw_ops.LeakyReluGrad(gradients=upstream, features=x, alpha=alpha),
+    )(x)
+
+
+def relu(x):
+    """max(x, 0) as `tf.nn.relu`; its mask is not differentiated."""
+    return _with_mask_gradient(
+        tf.nn.relu, lambda upstream, x, y: tf.raw_ops.ReluGrad(gradients=upstream, features=y)
+    )(x)
+
+
+@keras.saving.register_keras_serializable(package="kgan")
+class LeakyReLU(layers.LeakyReLU):
+    """`keras.layers.LeakyReLU` computed by `leaky_relu`: cheaper under a gradient penalty.
+
+    Same arguments, outputs and gradients; only the (exactly zero) second derivative of the
+    mask is not propagated (`_with_mask_gradient`). kgan's discriminators use it; use it in
+    your own critic for the same saving.
+    """
+
+    def call(self, inputs):
+        return leaky_relu(inputs, self.negative_slope)
+
+
+@keras.saving.register_keras_serializable(package="kgan")
+class ReLU(layers.ReLU):
+    """`keras.layers.ReLU` computed by `relu`: cheaper under a gradient penalty.
+
+    Only the plain ReLU (no `max_value`, `negative_slope` 0, `threshold` 0) takes the fast
+    path; other settings fall back to Keras's implementation.
+    """
+
+    def call(self, inputs):
+        if self.max_value is None and not self.negative_slope and not self.threshold:
+            return relu(inputs)
+        return super().call(inputs)
 
 
 @keras.saving.register_keras_serializable(package="kgan")

@@ -9,7 +9,7 @@ D's penultimate feature vector is the output of its `features` layer.
 import keras
 from keras import layers
 
-from kgan.networks.layers import MinibatchStdDev, discriminator_output, spectral
+from kgan.networks.layers import LeakyReLU, MinibatchStdDev, discriminator_output, spectral
 
 
 def mlp_generator(latent_dim=2, output_dim=2, units=400, num_layers=4, batch_norm=True, name="generator"):
@@ -40,7 +40,7 @@ def mlp_discriminator(input_dim=2, units=200, num_layers=3, spectral_norm=False,
     x = inputs
     for i in range(num_layers):
         x = spectral(layers.Dense(units, name=f"dense_{i}"), spectral_norm)(x)
-        x = layers.LeakyReLU(0.2, name=f"lrelu_{i}")(x)
+        x = LeakyReLU(0.2, name=f"lrelu_{i}")(x)
     if minibatch_std:
         x = MinibatchStdDev(name="minibatch_std")(x)
     outputs = discriminator_output(x, spectral_norm=spectral_norm)

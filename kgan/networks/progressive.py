@@ -31,7 +31,7 @@ import keras
 from keras import layers, ops
 
 from kgan.networks.dcgan import _num_doublings, down_stage
-from kgan.networks.layers import discriminator_output, spectral
+from kgan.networks.layers import LeakyReLU, discriminator_output, spectral
 
 
 def num_phases(image_shape):
@@ -164,7 +164,7 @@ def progressive_discriminator(
 
     def from_rgb(x, r):  # features at resolution r: the channels DCGAN's stage there takes
         x = spectral(layers.Conv2D(base_filters * 2 ** (n - 1 - r), 1, name=f"from_rgb_{r}"), spectral_norm)(x)
-        return layers.LeakyReLU(0.2, name=f"from_rgb_{r}_lrelu")(x)
+        return LeakyReLU(0.2, name=f"from_rgb_{r}_lrelu")(x)
 
     inputs = keras.Input(image_shape, name="images")
     state = curriculum(inputs)

@@ -34,6 +34,7 @@ from kgan.networks.dcgan import _num_doublings, check_attention, label_input
 from kgan.networks.layers import (
     GlobalSumPooling2D,
     MinibatchStdDev,
+    ReLU,
     SelfAttention,
     discriminator_output,
     normalize,
@@ -93,9 +94,9 @@ def _down_block(x, filters, name, downsample, spectral_norm, optimized=False):
     def conv(kernel_size, suffix, residual=True):
         return spectral(_conv(filters, kernel_size, f"{name}_{suffix}", residual), spectral_norm)
 
-    h = x if optimized else layers.ReLU(name=f"{name}_relu1")(x)
+    h = x if optimized else ReLU(name=f"{name}_relu1")(x)
     h = conv(3, "conv1")(h)
-    h = layers.ReLU(name=f"{name}_relu2")(h)
+    h = ReLU(name=f"{name}_relu2")(h)
     h = conv(3, "conv2")(h)
     if downsample:
         h = layers.AveragePooling2D(2, name=f"{name}_pool")(h)
@@ -183,7 +184,7 @@ def resnet_discriminator(
         if not attended and x.shape[1] == self_attention:
             x = SelfAttention(spectral_norm=spectral_norm, name="attention")(x)
             attended = True
-    x = layers.ReLU(name="relu")(x)
+    x = ReLU(name="relu")(x)
     x = GlobalSumPooling2D(name="sum_pool")(x)
     outputs = discriminator_output(x, labels, num_classes, spectral_norm)
     return keras.Model([inputs, labels] if num_classes else inputs, outputs, name=name)
