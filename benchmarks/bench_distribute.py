@@ -54,7 +54,7 @@ def main():
     base = results[0]["ms_per_step"]
     for r in results:
         print(f"{r['precision']:>15} x {r['replicas']} replica(s): {r['ms_per_step']:7.1f} ms/step  (speed-up {base / r['ms_per_step']:.2f})")
-    policy, reason = distribute.auto_precision()
+    policy, reason = distribute.auto_precision((32, 32, 3))
     print(f"--precision auto picks: {policy} ({reason})")
 
 

@@ -240,7 +240,7 @@ def main(argv=None):
     steps = args.steps or (3 if args.quick else 10)
     rounds = args.rounds or (1 if args.quick else 5)
     warmup = 2 if args.quick else 5
-    default_precision, why = distribute.auto_precision()
+    default_precision, why = distribute.auto_precision(shape)
 
     peak = {"float32": matmul_peak(tf.float32, 256 if args.quick else 2048),
             "mixed_bfloat16": matmul_peak(tf.bfloat16, 256 if args.quick else 2048)}

@@ -306,7 +306,7 @@ def train(config, verbose="auto", print_fn=print):
                         with_labels=config.conditional)
     steps_per_epoch = data.steps_per_epoch(dataset, config.batch_size, config.d_steps)
     previous_policy = keras.mixed_precision.global_policy()
-    policy, reason = distribute.set_precision(config.precision)
+    policy, reason = distribute.set_precision(config.precision, dataset.shape)
     if reason:
         print_fn(f"kgan: --precision auto chose {policy}: {reason}")
     try:  # the layers keep their dtype policy; the global one is restored for the caller

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from kgan import distribute, gan, losses, networks, penalties
 
@@ -70,3 +71,25 @@ def test_set_precision_and_auto(policy):
     assert (name == "mixed_bfloat16") == ("amx_bf16" in distribute._cpu_flags()) or "GPU" in reason
     with pytest.raises(ValueError, match="unknown precision"):
         distribute.set_precision("float8")
+
+
+@pytest.mark.parametrize(
+    "flags, shape, expected",
+    [
+        ({"amx_bf16", "avx512_bf16"}, (8, 8, 1), "mixed_bfloat16"),
+        ({"amx_bf16"}, (2,), "mixed_bfloat16"),
+        ({"avx512_bf16"}, (32, 32, 3), "mixed_bfloat16"),
+        ({"avx512_bf16"}, (64, 64, 3), "mixed_bfloat16"),
+        ({"avx512_bf16"}, (16, 16, 1), "float32"),
+        ({"avx512_bf16"}, (8, 8, 1), "float32"),  # the main job: bf16 measured slower
+        ({"avx512_bf16"}, (2,), "float32"),
+        ({"avx512_bf16"}, None, "float32"),
+        ({"avx2", "fma"}, (32, 32, 3), "float32"),
+    ],
+)
+def test_auto_precision_on_cpus(monkeypatch, flags, shape, expected):
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    monkeypatch.setattr(distribute, "_cpu_flags", lambda: set(flags))
+    name, reason = distribute.auto_precision(shape)
+    assert name == expected
+    assert ("AMX" in reason) and ("bf16" in reason or "avx512" in reason)
