@@ -20,7 +20,11 @@ Achieved GFLOP/s use an analytic count of the step's multiply-adds (2 FLOPs each
 Conv/Dense layer: forward passes count 1x, a backward pass 2x (input and weight gradients).
 A D update: G forward (1x) + D forward and backward on real and fake (2 x 3x). A G update:
 G forward and backward (3x) + D forward and backward (3x). A WGAN-GP critic update adds a D
-forward + backward for the input gradient and its double backward (about 3x + 3x more).
+forward on the interpolates (1x), their input gradient (1x: no weight gradients), and its
+double backward (2x: per layer, the input-gradient convolution's gradient with respect to its
+upstream and to its weights). kgan's discriminators do not back-propagate the activations'
+exactly-zero second derivative (`kgan.networks.LeakyReLU`); with Keras's activations that
+path would add the forward's input and weight gradients again (2x more).
 
     python benchmarks/bench_step.py            # full table (about 6 minutes on 2 idle cores)
     python benchmarks/bench_step.py --quick    # smoke run: tiny networks, few steps
@@ -66,7 +70,7 @@ def forward_flops(model):
 
 def step_flops(generator, discriminator, batch, d_steps=1, gradient_penalty=False):
     g, d = forward_flops(generator), forward_flops(discriminator)
-    d_update = g + 2 * 3 * d + (6 * d if gradient_penalty else 0)
+    d_update = g + 2 * 3 * d + (4 * d if gradient_penalty else 0)
     g_update = 3 * g + 3 * d
     return batch * (d_steps * d_update + g_update)
 
