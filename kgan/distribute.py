@@ -204,8 +204,10 @@ def auto_precision(data_shape=None):
         size = min(data_shape[:2]) if data_shape is not None and len(data_shape) == 3 else 0
         if size >= AVX512_BF16_MIN_IMAGE_SIZE:
             return "mixed_bfloat16", f"CPU with avx512_bf16 (no AMX) and {size}x{size} images"
-        return "float32", (f"CPU with avx512_bf16 but no AMX, and data smaller than "
-                           f"{AVX512_BF16_MIN_IMAGE_SIZE}x{AVX512_BF16_MIN_IMAGE_SIZE} images")
+        data = (f"{size}x{size} images" if size else "unknown data" if data_shape is None
+                else f"data of shape {tuple(data_shape)}")
+        return "float32", (f"CPU with avx512_bf16 but no AMX, and {data} (bfloat16 pays from "
+                           f"{AVX512_BF16_MIN_IMAGE_SIZE}x{AVX512_BF16_MIN_IMAGE_SIZE} images)")
     return "float32", "CPU without AMX or avx512_bf16"
 
 
