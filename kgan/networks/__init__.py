@@ -2,8 +2,9 @@
 
 `build` picks and configures a pair; the per-architecture builders and the toolbox layers
 (`ConditionalBatchNormalization`, `SelfAttention`, `MinibatchStdDev`, `GlobalSumPooling2D`, and
-the discriminators' `LeakyReLU` / `ReLU`, cheaper under a gradient penalty) are public too. Every discriminator has a `keras.layers.Identity` layer named `features` whose
-output is its penultimate feature vector [B, F] (what feature matching compares).
+the discriminators' `LeakyReLU` / `ReLU`, cheaper under a gradient penalty) are public too.
+Every discriminator has a `keras.layers.Identity` layer named `features` whose output is its
+penultimate feature vector [B, F] (what feature matching compares).
 """
 
 from kgan.networks import dcgan, resnet

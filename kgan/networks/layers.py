@@ -8,7 +8,7 @@ Layers (all registered with `keras.saving.register_keras_serializable(package="k
 - `MinibatchStdDev`: ProGAN's minibatch standard deviation feature (Karras et al. 2018).
 - `GlobalSumPooling2D`: the SNGAN ResNet critic's global sum pooling (Miyato et al. 2018).
 - `LeakyReLU`, `ReLU`: Keras's activations whose gradient is marked piecewise constant, so a
-  gradient penalty's second-order pass skips a path that is exactly zero (see `leaky_relu`).
+  gradient penalty's second-order pass skips a path that is exactly zero (`_with_mask_gradient`).
 
 Helpers (plain functions on Keras tensors): `spectral` wraps a layer in
 `keras.layers.SpectralNormalization` when asked, `normalize` applies batch norm or its
