@@ -26,7 +26,7 @@ import tensorflow as tf
 from keras import ops
 
 from kgan import augment as augment_lib
-from kgan import constraints, distribute, losses, penalties
+from kgan import constraints, distribute, losses, penalties, regularizers, unrolled
 
 
 def feature_network(discriminator):
@@ -204,8 +204,6 @@ class GAN(keras.Model):
             # A function, not a tracked sub-model: D's layers stay saved once, under `discriminator`.
             self._features = feature_network(discriminator).__call__
         if self.historical_averaging:
-            from kgan import regularizers
-
             self.d_historical = regularizers.HistoricalAveraging(self.historical_averaging)
             self.d_historical.build(discriminator.trainable_variables)
             self.g_historical = regularizers.HistoricalAveraging(self.historical_averaging)
@@ -413,8 +411,6 @@ class GAN(keras.Model):
             else:
                 fake_outputs = self.discriminator(fake_inputs, training=True)
             if self.unroll:
-                from kgan import unrolled
-
                 fake_outputs = unrolled.unrolled_outputs(
                     self.discriminator, self.loss_fn, self._d_inputs(real, labels), fake_inputs, fake_inputs,
                     steps=self.unroll, learning_rate=self.d_optimizer.learning_rate, training=True,

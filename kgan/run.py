@@ -18,9 +18,22 @@ import tensorflow as tf
 
 import kgan
 import kgan.augment
-from kgan import callbacks, checkpoint, data, distribute, evaluate, export, losses, networks, penalties, plots
+from kgan import (
+    callbacks,
+    checkpoint,
+    data,
+    distribute,
+    evaluate,
+    export,
+    losses,
+    networks,
+    penalties,
+    plots,
+    progressive,
+)
 from kgan.errors import DivergedError, UsageError
 from kgan.gan import GAN
+from kgan.networks import progressive as progressive_networks
 
 
 def make_loss(config):
@@ -60,8 +73,8 @@ def make_penalty(config):
 def _validate_toolbox(config):
     """The stabilisation-toolbox flags (README: Stabilisation techniques)."""
     points = config.dataset in data.MIXTURES
-    if config.arch not in ("dcgan", "resnet"):
-        raise UsageError(f"unknown --arch {config.arch!r}: choose dcgan or resnet")
+    if config.arch not in networks.ARCHS:
+        raise UsageError(f"unknown --arch {config.arch!r}: choose {' or '.join(networks.ARCHS)}")
     image_only = {"--arch resnet": config.arch == "resnet", "--self-attention": config.self_attention is not None,
                   "--augment": config.augment is not None, "--progressive": config.progressive}
     for flag, used in image_only.items():
@@ -85,9 +98,10 @@ def _validate_toolbox(config):
         raise UsageError(f"--ada-target must be in (0, 1); got {config.ada_target}")
     if config.progressive and config.arch != "dcgan":
         raise UsageError("--progressive grows DCGAN networks: it cannot be combined with --arch resnet")
-    for flag, value in (("--progressive-steps", config.progressive_steps), ("--fade-steps", config.fade_steps)):
-        if value is not None and int(value) < (1 if flag == "--progressive-steps" else 0):
-            raise UsageError(f"{flag} must be >= {1 if flag == '--progressive-steps' else 0}; got {value}")
+    phase_steps = (("--progressive-steps", config.progressive_steps, 1), ("--fade-steps", config.fade_steps, 0))
+    for flag, value, low in phase_steps:
+        if value is not None and int(value) < low:
+            raise UsageError(f"{flag} must be >= {low}; got {value}")
     if config.clip_grad_norm is not None and not config.clip_grad_norm > 0:
         raise UsageError(f"--clip-grad-norm must be > 0; got {config.clip_grad_norm}")
 
@@ -136,9 +150,6 @@ def make_networks(config, data_shape, num_classes=None, total_steps=None, batch_
     """
     try:
         if config.progressive:
-            from kgan import progressive
-            from kgan.networks import progressive as progressive_networks
-
             if num_classes or config.self_attention is not None or config.minibatch_std:
                 raise ValueError("--progressive cannot be combined with --conditional, --self-attention or "
                                  "--minibatch-std")
@@ -224,8 +235,6 @@ def build(config, data_shape, num_classes=None, total_steps=None):
 
 def toolbox_callbacks(gan):
     """Callbacks some toolbox options need (the progressive curriculum's schedule); put them first."""
-    from kgan import progressive
-
     try:
         curriculum = gan.generator.get_layer("curriculum")
     except ValueError:
