@@ -52,6 +52,7 @@ import time
 
 import numpy as np
 
+from kgan import stats
 from kgan.config import TrainConfig
 from kgan.errors import UsageError
 
@@ -350,15 +351,6 @@ def load_results(results_path):
     return records
 
 
-def mean_stderr(values):
-    """(mean, standard error with ddof 1, n) of the finite values; stderr is nan for n < 2."""
-    values = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype="float64")
-    if values.size == 0:
-        return float("nan"), float("nan"), 0
-    stderr = float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else float("nan")
-    return float(values.mean()), stderr, int(values.size)
-
-
 def aggregate(records):
     """{(preset, dataset, setting, steps): {metric: (mean, stderr, n)}, plus 'seeds' and 'diverged'}."""
     groups = collections.defaultdict(list)
@@ -367,7 +359,7 @@ def aggregate(records):
     table = {}
     for key, group in groups.items():
         metrics = sorted({name for r in group for name in r["final"]})
-        row = {name: mean_stderr([r["final"].get(name) for r in group]) for name in metrics}
+        row = {name: stats.mean_stderr([r["final"].get(name) for r in group]) for name in metrics}
         row["seeds"] = len(group)
         row["diverged"] = sum(bool(r.get("diverged")) for r in group)
         table[key] = row

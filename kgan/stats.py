@@ -1,0 +1,112 @@
+"""Statistics for comparing GAN runs over seeds: NumPy only (no TensorFlow), pure functions.
+
+- `mean_stderr`: mean and standard error over seeds (PacGAN's "mean +- standard error").
+- `paired_bootstrap`: a paired comparison of two settings run on the same seeds, the mean of the
+  per-seed differences with a percentile bootstrap confidence interval (Efron & Tibshirani 1993,
+  ch. 13); `scipy.stats.bootstrap(..., paired=True, method="percentile")` is the reference the
+  tests check it against.
+- `oscillation_index`: how much a loss curve still moves at the end of training (the Minkowski
+  paper's Figures 2-3 claim, quantified).
+- `steps_to_quality`: the first evaluation at which a run captured every mode at the
+  high-quality threshold (time to quality).
+"""
+
+import numpy as np
+
+
+def _finite(values):
+    return np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype="float64")
+
+
+def mean_stderr(values):
+    """`(mean, standard error with ddof 1, n)` of the finite values; stderr is nan for n < 2."""
+    values = _finite(values)
+    if values.size == 0:
+        return float("nan"), float("nan"), 0
+    stderr = float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else float("nan")
+    return float(values.mean()), stderr, int(values.size)
+
+
+def paired_bootstrap(a, b, confidence=0.95, resamples=10000, seed=0):
+    """Mean of `a - b` over paired seeds, with a percentile bootstrap interval.
+
+    Args:
+        a, b: sequences of one metric, `a[i]` and `b[i]` from the same seed. Pairs where either
+            value is missing or not finite (a diverged run) are dropped.
+        confidence: the interval's coverage, in (0, 1).
+        resamples: bootstrap resamples of the seeds (with replacement).
+        seed: NumPy seed of the resampling, so a table regenerates to the same digits.
+
+    Returns:
+        A dict: `diff` (mean of a - b), `low`, `high` (the interval), `n` (pairs used) and
+        `significant` (the interval excludes 0). With fewer than 2 pairs the interval is nan.
+
+    Raises:
+        ValueError: if `a` and `b` differ in length or `confidence` is not in (0, 1).
+    """
+    if len(a) != len(b):
+        raise ValueError(f"paired_bootstrap needs one value of each setting per seed; got {len(a)} and {len(b)}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1); got {confidence}")
+    pairs = [(x, y) for x, y in zip(a, b, strict=True)
+             if x is not None and y is not None and np.isfinite(x) and np.isfinite(y)]
+    diffs = np.asarray([x - y for x, y in pairs], dtype="float64")
+    result = {"diff": float(diffs.mean()) if diffs.size else float("nan"), "low": float("nan"),
+              "high": float("nan"), "n": int(diffs.size), "significant": False}
+    if diffs.size < 2:
+        return result
+    rng = np.random.default_rng(seed)
+    means = diffs[rng.integers(0, diffs.size, size=(resamples, diffs.size))].mean(axis=1)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    result.update(low=float(low), high=float(high), significant=bool(low > 0 or high < 0))
+    return result
+
+
+def oscillation_index(curve, tail=0.5):
+    """Standard deviation of the last `tail` of a curve, relative to its mean magnitude.
+
+    `std(c[-k:]) / (|mean(c[-k:])| + 1e-12)` with k = ceil(tail * len(c)). 0 for a curve that
+    has settled; ~1 or more for one that still swings by its own size. Wasserstein critics'
+    losses cross zero, where the ratio blows up: compare those by `oscillation_std` instead.
+
+    Raises:
+        ValueError: if `tail` is not in (0, 1] or the curve has no finite value in its tail.
+    """
+    values = _tail(curve, tail)
+    return float(values.std() / (abs(values.mean()) + 1e-12))
+
+
+def oscillation_std(curve, tail=0.5):
+    """Standard deviation of the last `tail` of a curve (the absolute oscillation)."""
+    return float(_tail(curve, tail).std())
+
+
+def _tail(curve, tail):
+    if not 0 < tail <= 1:
+        raise ValueError(f"tail must be in (0, 1]; got {tail}")
+    curve = np.asarray(curve, dtype="float64")
+    values = curve[len(curve) - int(np.ceil(tail * len(curve))):]
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        raise ValueError("the curve has no finite value in its tail")
+    return values
+
+
+def steps_to_quality(steps, modes, high_quality, num_modes, min_high_quality):
+    """The first step at which all `num_modes` modes were captured with HQ >= the threshold.
+
+    Args:
+        steps: the evaluation steps, increasing.
+        modes: modes captured at each evaluation.
+        high_quality: high-quality percent at each evaluation.
+        num_modes: the mixture's number of modes (8 for ring8, 25 for grid25).
+        min_high_quality: the HQ percent a run must reach as well (e.g. 90).
+
+    Returns:
+        The step (int), or None if no evaluation reached it.
+    """
+    for step, m, hq in zip(steps, modes, high_quality, strict=True):
+        if m is not None and hq is not None and m >= num_modes and hq >= min_high_quality:
+            return int(step)
+    return None
