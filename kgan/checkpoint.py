@@ -158,15 +158,26 @@ class Checkpoints:
             except Exception as error:  # noqa: BLE001 - h5py, Keras: any failure means unreadable
                 unreadable.append((path, error))
                 continue
-            for bad, error in unreadable:
+            for bad, error in unreadable:  # kept, out of the way of the epochs to come
+                kept = _set_aside(bad)
                 print_fn(f"kgan: checkpoint {os.path.basename(bad)} is unreadable ({_brief(error)}); "
-                         f"resuming from {os.path.basename(path)}")
+                         f"resuming from {os.path.basename(path)} (kept as {os.path.basename(kept)})")
             return path, state
         if unreadable:
             bad, error = unreadable[0]
             raise UsageError(f"no checkpoint in {self.directory} can be read (newest: {os.path.basename(bad)}, "
                              f"{_brief(error)}): delete that directory to start again, or use another --run-name")
         return None, None
+
+
+def _set_aside(path):
+    """Renames an unreadable checkpoint to `<name>.unreadable` (never deleted); returns the new path."""
+    kept, n = f"{path}.unreadable", 1
+    while os.path.lexists(kept):
+        n += 1
+        kept = f"{path}.unreadable-{n}"
+    os.rename(path, kept)
+    return kept
 
 
 def _brief(error):

@@ -95,13 +95,14 @@ def _batch_seed(seed, index):
     return int(seed) if index == 0 else (int(seed) + index * 0x9E3779B97F4A7C15) % 2**63
 
 
-def sample_batches(model, num, seed=0, truncation=0.0, labels=None, batch=BATCH):
-    """`sample` in batches of at most `batch` (bounded memory); yields one dict per batch.
+def sample_batches(model, num, seed=0, truncation=0.0, labels=None, batch=None):
+    """`sample` in batches of at most `batch` (default `BATCH`; bounded memory); yields one dict per batch.
 
     The first `batch` samples are `sample(model, min(num, batch), seed, ...)`; batch k > 0 uses
     the seed `_batch_seed(seed, k)`. A conditional export without `labels` cycles the classes
     over the whole `num` (0, 1, ..., K-1, 0, ...).
     """
+    batch = batch or BATCH
     classes = num_classes(model) if labels is None and num > batch else None
     for index, start in enumerate(range(0, num, batch)):
         count = min(batch, num - start)
