@@ -70,9 +70,16 @@ def disk_full_error(destination, written=0, expected=None):
         parent = os.path.dirname(parent)
     free = shutil.disk_usage(parent or "/").free
     needed = max(int(written), int(expected or 0))
-    return DiskFullError(f"no space left on device writing {destination}: {free / 2**20:.1f} MiB free on "
-                         f"{parent}, more than {needed / 2**20:.1f} MiB needed; free some space and run the "
-                         "same command again (nothing already written was changed)")
+    return DiskFullError(f"no space left on device writing {destination}: {_human(free)} free on {parent}, "
+                         f"about {_human(needed)} needed; free some space and run the same command again "
+                         "(nothing already written was changed)")
+
+
+def _human(size):
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{int(size)} B"
 
 
 def _fsync_directory(directory):
@@ -91,7 +98,8 @@ def path(destination, directory=False, expected_bytes=None):
     Args:
         destination: the file or directory to (re)place.
         directory: create the temporary as an empty directory (mode 0777 & ~umask) to fill.
-        expected_bytes: the size the write is expected to need (for the disk-full message).
+        expected_bytes: the size the write is expected to need: when the device has less free
+            (with a 10% margin), DiskFullError is raised before anything is written.
 
     Raises:
         DiskFullError: the device ran out of space (the temporary is removed first).
@@ -99,6 +107,9 @@ def path(destination, directory=False, expected_bytes=None):
     destination = os.path.abspath(destination)
     parent, name = os.path.split(destination)
     os.makedirs(parent, exist_ok=True)
+    if expected_bytes and shutil.disk_usage(parent).free < expected_bytes * 1.1 + 2**16:
+        # Checked first: HDF5 (Keras .weights.h5) can crash the process (SIGSEGV) on a full disk.
+        raise disk_full_error(destination, 0, expected_bytes)
     tag = f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
     staging = os.path.join(parent, f"{tag}-{name}")
     try:

@@ -49,6 +49,14 @@ def seed_generators(gan):
     return found
 
 
+def weights_bytes(gan):
+    """An estimate of the bytes `gan.save_weights` writes: its weights and both optimizers' state
+    (Adam: two slots per weight), plus the HDF5 overhead."""
+    optimizers = [getattr(gan, name, None) for name in ("d_optimizer", "g_optimizer")]
+    variables = [*gan.weights, *(v for o in optimizers if o is not None for v in o.variables)]
+    return int(sum(np.prod(v.shape) * np.dtype(v.dtype).itemsize for v in variables)) + 2**16
+
+
 def all_finite(variables):
     """True when every value of every variable is finite (no NaN, no Inf)."""
     return all(np.isfinite(np.asarray(keras.ops.convert_to_numpy(v.value))).all() for v in variables)
@@ -105,7 +113,7 @@ class Checkpoints:
                 shutil.rmtree(staging, ignore_errors=True)
             return None
         found = self.list()
-        expected = atomic._size(found[-1][1]) if found else None
+        expected = atomic._size(found[-1][1]) if found else weights_bytes(gan)
         with atomic.path(final, directory=True, expected_bytes=expected) as staging:
             gan.save_weights(os.path.join(staging, WEIGHTS))
             atomic.write_json(state, os.path.join(staging, STATE))

@@ -18,6 +18,7 @@ import threading
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 import kgan
@@ -398,6 +399,15 @@ def _stop_on_sigterm(gan, checkpoint_callback):
         signal.signal(signal.SIGTERM, previous)
 
 
+def _run_folder_bytes(gan, run_dir):
+    """What the run folder is expected to need: its previous size, else the GAN's weights file,
+    the generator's export and 256 KiB for its graph, config.json and samples.png."""
+    if os.path.isdir(run_dir):
+        return atomic._size(run_dir)
+    generator = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in gan.sampler.weights)
+    return checkpoint.weights_bytes(gan) + generator + 2**18
+
+
 def _terminated_message(checkpoints):
     found = checkpoints.list()
     if not found:
@@ -554,7 +564,8 @@ def _train(config, verbose, print_fn, resources):
             "seconds_real_features": round(metrics_callback.evaluator.seconds.get("real_features", 0.0), 4),
         }
     # The run folder is written whole to a temporary and swapped in: it is always one run's.
-    with atomic.path(run_dir, directory=True) as staging:
+    expected = _run_folder_bytes(gan, run_dir)
+    with atomic.path(run_dir, directory=True, expected_bytes=expected) as staging:
         plots.save_png(plots.sample_picture(samples, reference), os.path.join(staging, "samples.png"))
         atomic.write_json(report, os.path.join(staging, "config.json"))
         # The weights let `kgan export --run` rebuild the GAN; the export carries config.json.

@@ -275,7 +275,7 @@ def test_4_disk_full_at_each_write_point_exits_1_on_one_line_and_keeps_one_consi
         _inject(patch, point)
         code, _, err = run_main(train_argv(run1, "r", 2), capsys)
     assert code == 1
-    one_line(err, "no space left on device writing", "MiB free", "MiB needed")
+    one_line(err, "no space left on device writing", " free on ", " needed; free some space")
     after = hashes(run1 / "sm", run1 / "ck")
     # Nothing that existed changed: the run folder is still the one-epoch run, whole.
     assert {k: v for k, v in after.items() if k in before} == before
@@ -289,6 +289,29 @@ def test_4_disk_full_at_each_write_point_exits_1_on_one_line_and_keeps_one_consi
     # With space again, the same command completes the run.
     code, _, _ = run_main(train_argv(run1, "r", 2), capsys)
     assert code == 0 and report(run1)["epochs_trained"] == 2
+
+
+def test_4_a_checkpoint_that_cannot_fit_is_refused_before_hdf5_starts_writing(run1, monkeypatch, capsys):
+    # On a really full disk (a 900 KiB tmpfs) HDF5 crashed the process with SIGSEGV inside
+    # save_weights; so the free space is checked against the last checkpoint's size first.
+    import collections
+
+    import keras
+
+    from kgan import atomic
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(atomic.shutil, "disk_usage", lambda path: usage(2**30, 2**30 - 1000, 1000))
+    calls = []
+    original = keras.Model.save_weights
+    monkeypatch.setattr(keras.Model, "save_weights", lambda self, path, *a, **k: calls.append(path) or original(
+        self, path, *a, **k))
+    before = hashes(run1 / "sm", run1 / "ck")
+    code, _, err = run_main(train_argv(run1, "r", 2), capsys)
+    assert code == 1 and calls == []
+    size = sum(os.path.getsize(run1 / "ck" / "r" / "epoch-000001" / n) for n in ("gan.weights.h5", "state.json"))
+    one_line(err, "epoch-000002: 1000 B free on", f"about {size / 1024:.1f} KiB needed")
+    assert hashes(run1 / "sm", run1 / "ck") == before and not temporaries(run1 / "sm", run1 / "ck")
 
 
 def test_4_disk_full_in_generate_and_evaluate_json_exits_1_and_leaves_no_temporary(run1, monkeypatch, capsys):
