@@ -422,12 +422,14 @@ def _diverged_message(config, diverged, checkpoints, gan):
         f"training diverged at step {diverged['step']} (epoch {diverged['epoch']}): "
         f"{diverged['what']} is {diverged['value']}"
     )
-    latest = checkpoints.latest()
+    try:
+        latest, state = checkpoints.restore_newest(gan)  # an unreadable one is skipped, and said so
+    except UsageError:
+        latest = state = None
     if latest is not None:
-        state = checkpoints.restore(gan, latest)
         message += f"; restored the last good checkpoint {latest} (epoch {state['epoch']})"
     else:
-        message += "; there was no checkpoint yet"
+        message += "; there was no readable checkpoint yet"
     return message + "; nothing was exported. Try lower --g-lr/--d-lr, --gp or --clip"
 
 
@@ -584,7 +586,8 @@ def _train(config, verbose, print_fn, resources):
         "tensorboard": os.path.abspath(logdir),
     }
     losses_line = ", ".join(f"{k} {v:.4f}" for k, v in final.items())
-    print_fn(f"\nkgan: trained {config.run_name} for {len(history.epoch)} epochs in {seconds:.0f} s ({losses_line})")
+    in_all = f" ({epochs_trained} in all)" if initial_epoch else ""
+    print_fn(f"\nkgan: trained {config.run_name} for {len(history.epoch)} epochs{in_all} in {seconds:.0f} s ({losses_line})")
     if metrics_callback is not None:
         for name, label in metrics_callback.evaluator.labels().items():
             print_fn(f"  {name}: {label}")
