@@ -320,6 +320,11 @@ def _check_resumable(config, state, path, policy=None):
                 f"{path} was written {_as_flag(name, saved[name])}, not {_as_flag(name, getattr(config, name))}: "
                 "use another --run-name, or delete that directory to start again"
             )
+    if config.progressive and config.progressive_steps is None and saved.get("epochs", config.epochs) != config.epochs:
+        # The phases are an equal share of the whole run: another --epochs moves them.
+        raise UsageError(f"{path} was written with --progressive over --epochs {saved['epochs']}: its phases are "
+                         f"an equal share of those epochs; resume with --epochs {saved['epochs']}, or pass the "
+                         "same --progressive-steps to both runs")
     before = state.get("precision_policy") or (saved.get("precision") if saved.get("precision") != "auto" else None)
     if policy is not None and before is not None and before != policy:
         chose = f" (--precision {config.precision} chose {policy})" if config.precision == "auto" else ""

@@ -134,6 +134,18 @@ def test_2_resume_identity_comes_from_field_metadata():
                            "keep_checkpoints", "metrics", "output", "logdir", "checkpoint_dir", "run_name"}
 
 
+def test_2_a_progressive_run_without_progressive_steps_resumes_only_with_the_same_epochs():
+    from kgan import run
+    from kgan.config import TrainConfig
+    from kgan.errors import UsageError
+
+    saved = {"config": TrainConfig(progressive=True, epochs=10).to_dict()}
+    run._check_resumable(TrainConfig(progressive=True, epochs=10), saved, "ck/r/epoch-000001")
+    run._check_resumable(TrainConfig(epochs=20), {"config": TrainConfig(epochs=10).to_dict()}, "p")  # not progressive
+    with pytest.raises(UsageError, match="its phases are an equal share of those epochs; resume with --epochs 10"):
+        run._check_resumable(TrainConfig(progressive=True, epochs=20), saved, "ck/r/epoch-000001")
+
+
 @pytest.mark.parametrize("extra, expected", [
     (["--precision", "mixed_bfloat16"], "was written with --precision float32, not mixed_bfloat16"),
     (["--ema-start", "3"], "was written --ema-start 0, not --ema-start 3"),
