@@ -11,8 +11,13 @@ resumed `fit` also starts a fresh data iterator: `kgan.data.pipeline(..., initia
 makes each epoch's batches depend only on the seed and the epoch. Together, a run killed after
 a checkpoint and resumed ends with the same weights as an uninterrupted one.
 
-Each checkpoint is written to a temporary directory and renamed into place, so a crash while
-saving leaves the previous checkpoints intact; the last `keep` are kept.
+Each checkpoint is written to a temporary directory and renamed into place (`kgan.atomic`), so
+a crash while saving leaves the previous checkpoints intact; the last `keep` are kept. A
+checkpoint that cannot be read back (truncated weights, invalid `state.json`) is never deleted:
+`Checkpoints.restore_newest` says so on one line and resumes from the newest one that loads.
+
+`state.json` also carries the run's record so far (`history`: every epoch's logs since epoch 1,
+`train_seconds`), so a resumed run's config.json holds the whole run, not only its last `fit`.
 """
 
 import json
@@ -22,6 +27,9 @@ import shutil
 
 import keras
 import numpy as np
+
+from kgan import atomic
+from kgan.errors import UsageError
 
 WEIGHTS = "gan.weights.h5"
 STATE = "state.json"
@@ -39,6 +47,14 @@ def seed_generators(gan):
     if augment is not None:
         found["augment"] = augment.seed_generator
     return found
+
+
+def weights_bytes(gan):
+    """An estimate of the bytes `gan.save_weights` writes: its weights and both optimizers' state
+    (Adam: two slots per weight), plus the HDF5 overhead."""
+    optimizers = [getattr(gan, name, None) for name in ("d_optimizer", "g_optimizer")]
+    variables = [*gan.weights, *(v for o in optimizers if o is not None for v in o.variables)]
+    return int(sum(np.prod(v.shape) * np.dtype(v.dtype).itemsize for v in variables)) + 2**16
 
 
 def all_finite(variables):
@@ -81,35 +97,39 @@ class Checkpoints:
     def save(self, gan, epoch, extra=None):
         """Saves the training state after `epoch` completed epochs; returns its path."""
         final = os.path.join(self.directory, f"epoch-{epoch:06d}")
-        staging = os.path.join(self.directory, f".tmp-epoch-{epoch:06d}-{os.getpid()}")
-        if not self.write:
-            import tempfile
-
-            staging = tempfile.mkdtemp(prefix="kgan-worker-checkpoint-")
-        os.makedirs(staging, exist_ok=True)
-        gan.save_weights(os.path.join(staging, WEIGHTS))
         state = {
             "epoch": int(epoch),
             "step": int(gan.g_optimizer.iterations.numpy()),
             "seeds": {name: np.asarray(s.state.numpy()).tolist() for name, s in seed_generators(gan).items()},
             **(extra or {}),
         }
-        with open(os.path.join(staging, STATE), "w") as handle:
-            json.dump(state, handle, indent=2)
         if not self.write:
-            shutil.rmtree(staging, ignore_errors=True)
+            import tempfile
+
+            staging = tempfile.mkdtemp(prefix="kgan-worker-checkpoint-")
+            try:
+                gan.save_weights(os.path.join(staging, WEIGHTS))  # collective: every worker saves
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
             return None
-        if os.path.exists(final):  # re-saving the same epoch (e.g. after a resume): replace it
-            shutil.rmtree(final)
-        os.replace(staging, final)
+        found = self.list()
+        expected = atomic._size(found[-1][1]) if found else weights_bytes(gan)
+        with atomic.path(final, directory=True, expected_bytes=expected) as staging:
+            gan.save_weights(os.path.join(staging, WEIGHTS))
+            atomic.write_json(state, os.path.join(staging, STATE))
         for _, old in self.list()[: -self.keep]:
             shutil.rmtree(old, ignore_errors=True)
         return final
 
     @staticmethod
     def read_state(path):
+        """The checkpoint's `state.json`, checked; raises ValueError if it is not a kgan state."""
         with open(os.path.join(path, STATE)) as handle:
-            return json.load(handle)
+            state = json.load(handle)
+        if not isinstance(state, dict) or not isinstance(state.get("epoch"), int) or not isinstance(
+                state.get("seeds"), dict):
+            raise ValueError(f"{STATE} has no epoch and seeds")
+        return state
 
     def restore(self, gan, path):
         """Loads a checkpoint into `gan` (compiled, so its optimizers exist); returns its state."""
@@ -121,6 +141,58 @@ class Checkpoints:
                 generators[name].state.assign(np.asarray(value, dtype=generators[name].state.dtype))
         return state
 
+    def restore_newest(self, gan, check=None, print_fn=print):
+        """Restores the newest checkpoint that loads; returns (path, state), or (None, None) if none.
+
+        A checkpoint that does not load (truncated weights, invalid state.json) is reported on
+        one line and left where it is; the next older one is tried. `check(state, path)` (e.g.
+        the resume identity) runs before loading; its UsageError is not caught.
+
+        Raises:
+            UsageError: checkpoints exist but none of them loads.
+        """
+        found = self.list()
+        unreadable = []
+        for _, path in reversed(found):
+            try:
+                state = self.read_state(path)
+            except (OSError, ValueError) as error:
+                unreadable.append((path, error))
+                continue
+            if check is not None:
+                check(state, path)
+            try:
+                state = self.restore(gan, path)
+            except Exception as error:  # noqa: BLE001 - h5py, Keras: any failure means unreadable
+                unreadable.append((path, error))
+                continue
+            for bad, error in unreadable:  # kept, out of the way of the epochs to come
+                kept = _set_aside(bad)
+                print_fn(f"kgan: checkpoint {os.path.basename(bad)} is unreadable ({_brief(error)}); "
+                         f"resuming from {os.path.basename(path)} (kept as {os.path.basename(kept)})")
+            return path, state
+        if unreadable:
+            bad, error = unreadable[0]
+            raise UsageError(f"no checkpoint in {self.directory} can be read (newest: {os.path.basename(bad)}, "
+                             f"{_brief(error)}): delete that directory to start again, or use another --run-name")
+        return None, None
+
+
+def _set_aside(path):
+    """Renames an unreadable checkpoint to `<name>.unreadable` (never deleted); returns the new path."""
+    kept, n = f"{path}.unreadable", 1
+    while os.path.lexists(kept):
+        n += 1
+        kept = f"{path}.unreadable-{n}"
+    os.rename(path, kept)
+    return kept
+
+
+def _brief(error):
+    """An exception as a short single line."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text[:160]
+
 
 class CheckpointCallback(keras.callbacks.Callback):
     """Saves a checkpoint every `every` epochs and after the last one, never a diverged state.
@@ -130,17 +202,36 @@ class CheckpointCallback(keras.callbacks.Callback):
         every: epochs between checkpoints (>= 1).
         guard: optional `DivergenceGuard`; nothing is saved once it has fired.
         extra: dict stored in each `state.json` (e.g. the run's config).
+        history: the record of the epochs before this `fit` ({"loss": [...], ...}), from the
+            checkpoint resumed; each epoch's logs are appended and stored in `state.json`.
+        seconds: training seconds before this `fit` (likewise accumulated).
     """
 
-    def __init__(self, checkpoints, every=1, guard=None, extra=None):
+    def __init__(self, checkpoints, every=1, guard=None, extra=None, history=None, seconds=0.0):
         super().__init__()
         self.checkpoints = checkpoints
         self.every = int(every)
         self.guard = guard
         self.extra = extra or {}
         self.last_saved = None
+        self.history = {name: list(values) for name, values in (history or {}).items()}
+        self.seconds = float(seconds or 0.0)
+        self.interrupted = False  # set by a SIGTERM handler: the current epoch is incomplete
+        self._start = None
+
+    def on_train_begin(self, logs=None):
+        import time
+
+        self._start = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
+        import time
+
+        if self.interrupted:
+            return  # stopped mid-epoch: that epoch is not complete, so not a checkpoint
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        for name, value in logs.items():
+            self.history.setdefault(name, []).append(value)
         done = epoch + 1
         if done % self.every and done != self.params.get("epochs"):
             return
@@ -148,8 +239,9 @@ class CheckpointCallback(keras.callbacks.Callback):
             return
         if not all_finite(self.model.weights):
             return  # the guard (if any) reports it; a broken state is never saved
-        logs = {k: float(v) for k, v in (logs or {}).items()}
-        self.last_saved = self.checkpoints.save(self.model, done, {**self.extra, "logs": logs})
+        seconds = self.seconds + time.time() - (self._start or time.time())
+        self.last_saved = self.checkpoints.save(self.model, done, {
+            **self.extra, "logs": logs, "history": self.history, "train_seconds": round(seconds, 1)})
 
 
 class DivergenceGuard(keras.callbacks.Callback):

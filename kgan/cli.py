@@ -279,11 +279,16 @@ def main(argv=None):
         print(f"kgan {args.command}: interrupted", file=sys.stderr)
         code = 130
     except Exception as error:  # noqa: BLE001 - user errors become one line, the rest re-raise
-        from kgan.errors import KganError
+        from kgan import atomic
+        from kgan.errors import KganError, TerminatedError
 
         if not isinstance(error, KganError):
-            raise
-        print(f"kgan {args.command}: error: {error}", file=sys.stderr)
+            if not atomic.is_disk_full(error):
+                raise
+            # A full disk outside kgan's own writers (TensorBoard, a cache): still one line.
+            error = atomic.disk_full_error(getattr(error, "filename", None) or os.getcwd())
+        line = str(error) if isinstance(error, TerminatedError) else f"error: {error}"
+        print(f"kgan {args.command}: {line}", file=sys.stderr)
         code = error.exit_code
     sys.exit(code)
 

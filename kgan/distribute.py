@@ -96,6 +96,7 @@ def _make_strategy(name, devices):
                 "--strategy multiworker needs the TF_CONFIG environment variable "
                 '(e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}})'
             )
+        check_tf_config(os.environ["TF_CONFIG"])
         return tf.distribute.MultiWorkerMirroredStrategy()
     try:  # tpu
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
@@ -104,6 +105,34 @@ def _make_strategy(name, devices):
     except (ValueError, tf.errors.NotFoundError) as error:
         raise UsageError(f"--strategy tpu: no TPU found ({error})") from None
     return tf.distribute.TPUStrategy(resolver)
+
+
+def check_tf_config(text):
+    """Raises UsageError (one line) unless `text` is a TF_CONFIG a multi-worker run can use: JSON
+    with "cluster" mapping job names to non-empty lists of "host:port", and "task" naming one of
+    them ({"type": job, "index": i} with 0 <= i < the job's size)."""
+    import json
+
+    example = '(e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}})'
+    try:
+        config = json.loads(text)
+    except ValueError as error:
+        raise UsageError(f"TF_CONFIG is not valid JSON ({error}) {example}") from None
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    if not isinstance(cluster, dict) or not cluster:
+        raise UsageError(f"TF_CONFIG has no \"cluster\" object {example}")
+    for job, addresses in cluster.items():
+        if not isinstance(addresses, list) or not addresses or not all(
+                isinstance(a, str) and a.rpartition(":")[2].isdigit() and a.rpartition(":")[0] for a in addresses):
+            raise UsageError(f"TF_CONFIG cluster job {job!r} must be a non-empty list of \"host:port\"; got {addresses!r}")
+    task = config.get("task")
+    if not isinstance(task, dict) or task.get("type") not in cluster:
+        raise UsageError(f"TF_CONFIG \"task\" must name a job of the cluster ({', '.join(cluster)}); got {task!r}")
+    index = task.get("index", 0)
+    size = len(cluster[task["type"]])
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < size:
+        raise UsageError(f"TF_CONFIG task index {index!r} is not in [0, {size}): the {task['type']!r} job lists "
+                         f"{size} address(es)")
 
 
 def synchronize_batch_norm(model):

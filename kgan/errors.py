@@ -20,3 +20,15 @@ class DivergedError(KganError):
     """
 
     exit_code = 3
+
+
+class DiskFullError(KganError):
+    """The device ran out of space while writing (ENOSPC). Exit code 1; the partial write is removed."""
+
+    exit_code = 1
+
+
+class TerminatedError(KganError):
+    """The run received SIGTERM: it stopped at a step boundary, keeping its last checkpoint. Exit code 143."""
+
+    exit_code = 143

@@ -24,7 +24,6 @@ short names they log:
 `labels()` says, for each logged name, which network, layer and sample counts produced it.
 """
 
-import json
 import os
 import time
 
@@ -289,21 +288,44 @@ def generate_samples(model, num, seed=0, batch_size=500, progress=True):
     """`num` samples from an exported generator's serving_default signature.
 
     The latents are `np.random.default_rng(seed).standard_normal((num, D))` as float32 (D
-    read from the signature), so anyone can regenerate the same samples.
+    read from the signature), so anyone can regenerate the same samples. A conditional export
+    gets the classes in turn, 0, 1, ..., K-1, 0, ... (as `kgan generate` does).
     """
     import keras
     import tensorflow as tf
 
+    from kgan.generate import is_conditional, num_classes
+
     latent_dim, _ = signature_shapes(model)
     latents = np.random.default_rng(seed).standard_normal((num, latent_dim)).astype(np.float32)
+    labels = np.arange(num, dtype=np.int32) % num_classes(model) if is_conditional(model) else None
     serve = model.signatures["serving_default"]
     bar = keras.utils.Progbar(num, unit_name="sample") if progress else None
     outputs = []
     for start in range(0, num, batch_size):
-        outputs.append(serve(latent=tf.constant(latents[start:start + batch_size]))["images"].numpy())
+        extra = {} if labels is None else {"labels": tf.constant(labels[start:start + batch_size])}
+        outputs.append(serve(latent=tf.constant(latents[start:start + batch_size]), **extra)["images"].numpy())
         if bar is not None:
             bar.update(min(start + batch_size, num))
     return np.concatenate(outputs, axis=0)
+
+
+def check_arguments(num_samples=None, num_real=DEFAULT_NUM_REAL, seed=0, json_path=None):
+    """Raises UsageError for `kgan evaluate` arguments that cannot work; before anything is done."""
+    if num_samples is not None and int(num_samples) < 10:
+        raise UsageError(f"--num-samples must be >= 10; got {num_samples}")
+    if int(num_real) < 10:
+        raise UsageError(f"--num-real must be >= 10; got {num_real}")
+    if not 0 <= int(seed) < 2**63:
+        raise UsageError(f"--seed must be in [0, 2^63); got {seed}")
+    if json_path is not None:
+        parent = os.path.dirname(os.path.abspath(json_path))
+        if os.path.isdir(json_path):
+            raise UsageError(f"--json {json_path} is a directory: name a file, e.g. {os.path.join(json_path, 'report.json')}")
+        if not os.path.isdir(parent):
+            raise UsageError(f"--json: directory {parent} does not exist")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise UsageError(f"--json: directory {parent} is not writable")
 
 
 def evaluate(model_path, dataset, metrics=None, num_samples=None, features=None, seed=0, num_real=DEFAULT_NUM_REAL,
@@ -332,9 +354,8 @@ def evaluate(model_path, dataset, metrics=None, num_samples=None, features=None,
     from kgan.generate import load_model
 
     data.validate_name(dataset)
+    check_arguments(num_samples, num_real, seed)
     num_samples = num_samples or default_num_samples(dataset, 10_000)
-    if int(num_samples) < 10:
-        raise UsageError(f"--num-samples must be >= 10; got {num_samples}")
     model = load_model(model_path)
     latent_dim, shape = signature_shapes(model)
     names = metrics if isinstance(metrics, (tuple, list)) else parse_metrics(metrics, dataset)
@@ -390,8 +411,7 @@ def add_arguments(parser):
 
 
 def main(args):
-    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
-        raise UsageError(f"--json: directory {os.path.dirname(os.path.abspath(args.json))} does not exist")
+    check_arguments(args.num_samples, args.num_real, args.seed, args.json)
     report = evaluate(args.model, args.dataset, metrics=args.metrics, num_samples=args.num_samples,
                       features=args.features, seed=args.seed, num_real=args.num_real, data_dir=args.data_dir,
                       progress=os.isatty(1))
@@ -405,8 +425,8 @@ def main(args):
     if "mode_classifier" in features:
         print(f"  mode classifier: {features['mode_classifier']}")
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(report, handle, indent=2)
-            handle.write("\n")
+        from kgan import atomic
+
+        atomic.write_json(report, args.json)
         print(f"kgan: wrote {os.path.abspath(args.json)}")
     return 0

@@ -35,31 +35,19 @@ an "error" field from TF Serving) whose message names what was expected:
                         `truncation` must be >= 0 (0: none)".
 
 The export is written to a temporary directory next to its destination and renamed into
-place, so a crash while exporting leaves the previous export intact.
+place (`kgan.atomic`), so a crash or a full disk while exporting leaves the previous export intact.
 """
 
 import os
-import shutil
-import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from kgan import atomic
+
 WEIGHTS_FILE = "gan.weights.h5"
 CONFIG_FILE = "config.json"
-
-
-def _replace_directory(source, destination):
-    """Moves directory `source` to `destination`, replacing it with two renames."""
-    previous = None
-    if os.path.exists(destination):
-        previous = tempfile.mkdtemp(prefix=os.path.basename(destination) + ".old-", dir=os.path.dirname(destination))
-        os.rmdir(previous)
-        os.rename(destination, previous)
-    os.rename(source, destination)
-    if previous is not None:
-        shutil.rmtree(previous, ignore_errors=True)
 
 
 def truncated_normal(shape, seed, truncation=0.0):
@@ -97,9 +85,8 @@ def save_gan_weights(gan, run_dir):
     Written to a temporary file and renamed, like the export. Returns the path.
     """
     path = os.path.join(run_dir, WEIGHTS_FILE)
-    staging = f"{path}.tmp-{os.getpid()}.weights.h5"
-    gan.save_weights(staging)
-    os.replace(staging, path)
+    with atomic.path(path) as staging:
+        gan.save_weights(staging)
     return path
 
 
@@ -186,13 +173,8 @@ def export_generator(generator, path, latent_dim=None, config_path=None, num_cla
             *labels_spec,
         ],
     )
-    staging = tempfile.mkdtemp(prefix=os.path.basename(path) + ".tmp-", dir=parent)
-    try:
+    with atomic.path(path, directory=True) as staging:  # kgan.atomic: whole or not at all
         archive.write_out(staging, verbose=False)
-        _replace_directory(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return path
 
 

@@ -7,11 +7,23 @@ existed are sampled with the same latents (`kgan.export.truncated_normal`) throu
 """
 
 import json
+import math
 import os
+import shutil
+import zipfile
 
 import numpy as np
 
+from kgan import atomic
 from kgan.errors import UsageError
+
+#: Samples generated per call of the export: any --num runs in bounded memory (.npz is streamed).
+BATCH = 10_000
+#: The most samples one PNG grid holds (more: write .npz).
+PNG_LIMIT = 10_000
+#: The most interpolation points (pairs x steps) one command makes.
+INTERPOLATION_LIMIT = 10_000
+INT64 = (-(2**63), 2**63 - 1)
 
 
 def load_model(path):
@@ -36,6 +48,67 @@ def load_model(path):
 def is_conditional(model):
     """True when the export's signatures take class `labels` (a conditional generator)."""
     return "labels" in model.signatures["serving_default"].structured_input_signature[1]
+
+
+def num_classes(model):
+    """The number of classes of a conditional export (None for an unconditional one).
+
+    Read from the export's `assets/config.json` (the run's dataset) when it has one, else found
+    by asking `serving_default` which class ids it accepts (it rejects ids >= num_classes).
+    """
+    import tensorflow as tf
+
+    if not is_conditional(model):
+        return None
+    asset = getattr(model, "config_json", None)
+    if asset is not None:
+        try:
+            with open(asset.asset_path.numpy().decode()) as handle:
+                dataset = json.load(handle)["config"]["dataset"]
+            from kgan.data import NUM_CLASSES
+
+            if dataset in NUM_CLASSES:
+                return NUM_CLASSES[dataset]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass
+    serve = model.signatures["serving_default"]
+    latent = tf.zeros([1, serve.structured_input_signature[1]["latent"].shape[-1]])
+
+    def accepts(k):
+        try:
+            serve(latent=latent, labels=tf.constant([k], tf.int32))
+            return True
+        except tf.errors.InvalidArgumentError:
+            return False
+
+    low, high = 0, 1  # accepts(low), not accepts(high): the answer is high
+    while accepts(high):
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if accepts(middle) else (low, middle)
+    return high
+
+
+def _batch_seed(seed, index):
+    """The latent seed of batch `index` of a large `--num` (batch 0: `seed` itself)."""
+    return int(seed) if index == 0 else (int(seed) + index * 0x9E3779B97F4A7C15) % 2**63
+
+
+def sample_batches(model, num, seed=0, truncation=0.0, labels=None, batch=None):
+    """`sample` in batches of at most `batch` (default `BATCH`; bounded memory); yields one dict per batch.
+
+    The first `batch` samples are `sample(model, min(num, batch), seed, ...)`; batch k > 0 uses
+    the seed `_batch_seed(seed, k)`. A conditional export without `labels` cycles the classes
+    over the whole `num` (0, 1, ..., K-1, 0, ...).
+    """
+    batch = batch or BATCH
+    classes = num_classes(model) if labels is None and num > batch else None
+    for index, start in enumerate(range(0, num, batch)):
+        count = min(batch, num - start)
+        part = labels[start:start + count] if labels is not None else (
+            [i % classes for i in range(start, start + count)] if classes else None)
+        yield sample(model, count, _batch_seed(seed, index), truncation, part)
 
 
 def sample(model, num, seed=0, truncation=0.0, labels=None):
@@ -114,16 +187,72 @@ def _check_out(path):
     extension = os.path.splitext(path)[1].lower()
     if extension not in (".png", ".npz"):
         raise UsageError(f"--out must end in .png (a picture) or .npz (arrays); got {path}")
+    if os.path.isdir(path):
+        raise UsageError(f"--out {path} is a directory: name a file, e.g. {os.path.join(path, 'samples' + extension)}")
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise UsageError(f"--out: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--out: directory {parent} is not writable")
     return extension
 
 
 def _write_npz(path, arrays):
-    staging = f"{path}.tmp-{os.getpid()}.npz"
-    np.savez(staging, **arrays)
-    os.replace(staging, path)
+    """`np.savez` of a dict of arrays, atomically (kgan.atomic)."""
+    with atomic.path(path) as staging:
+        np.savez(staging, **arrays)
+
+
+def _stream_npz(path, batches):
+    """Writes batches (dicts of arrays with the same keys) to one .npz, in bounded memory.
+
+    Each key's batches go to a `.npy` file on disk as they come, then the files are stored in
+    the zip archive (what `np.load` reads). Returns the number of rows written.
+    """
+    parts = os.path.join(os.path.dirname(os.path.abspath(path)),
+                         f"{atomic.PREFIX}{os.getpid()}-{os.urandom(4).hex()}-{os.path.basename(path)}.parts")
+    os.mkdir(parts)
+    try:
+        files, layout, rows = {}, {}, 0
+        try:
+            for arrays in batches:
+                for key, value in arrays.items():
+                    if key not in files:
+                        files[key] = open(os.path.join(parts, f"{key}.raw"), "wb")
+                        layout[key] = (value.shape[1:], value.dtype)
+                    files[key].write(np.ascontiguousarray(value, dtype=layout[key][1]).tobytes())
+                rows += len(next(iter(arrays.values())))
+        finally:
+            for handle in files.values():
+                handle.close()
+        with atomic.path(path) as staging, zipfile.ZipFile(staging, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for key, handle in files.items():
+                shape, dtype = layout[key]
+                header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                          "shape": (rows, *shape)}
+                with archive.open(f"{key}.npy", "w", force_zip64=True) as member, open(handle.name, "rb") as raw:
+                    np.lib.format.write_array_header_2_0(member, header)
+                    shutil.copyfileobj(raw, member, length=1 << 20)
+        return rows
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)
+
+
+def _check_numbers(num, seed, truncation, interpolate_steps, pairs, extension):
+    if num < 1:
+        raise UsageError(f"--num must be >= 1; got {num}")
+    if not (math.isfinite(truncation) and truncation >= 0):
+        raise UsageError(f"--truncation must be >= 0 (0: none) and finite; got {truncation}")
+    if not INT64[0] <= seed <= INT64[1]:
+        raise UsageError(f"--seed must be a 64-bit integer (|seed| < 2^63); got {seed}")
+    if interpolate_steps is not None and interpolate_steps < 2:
+        raise UsageError(f"--interpolate must be >= 2 (steps including both ends); got {interpolate_steps}")
+    if pairs < 1:
+        raise UsageError(f"--pairs must be >= 1; got {pairs}")
+    if interpolate_steps is not None and interpolate_steps * pairs > INTERPOLATION_LIMIT:
+        raise UsageError(f"--interpolate x --pairs must be <= {INTERPOLATION_LIMIT}; got {interpolate_steps} x {pairs}")
+    if interpolate_steps is None and extension == ".png" and num > PNG_LIMIT:
+        raise UsageError(f"--num {num} is too many for one PNG grid (at most {PNG_LIMIT}): write NAME.npz instead")
 
 
 def generate(model_path, out, num=64, seed=0, truncation=0.0, interpolate_steps=None, pairs=4, columns=8,
@@ -134,29 +263,33 @@ def generate(model_path, out, num=64, seed=0, truncation=0.0, interpolate_steps=
     """
     from kgan import plots
 
-    if num < 1:
-        raise UsageError(f"--num must be >= 1; got {num}")
-    if truncation < 0:
-        raise UsageError(f"--truncation must be >= 0 (0: none); got {truncation}")
-    if interpolate_steps is not None and interpolate_steps < 2:
-        raise UsageError(f"--interpolate must be >= 2 (steps including both ends); got {interpolate_steps}")
-    if pairs < 1:
-        raise UsageError(f"--pairs must be >= 1; got {pairs}")
     extension = _check_out(out)
+    _check_numbers(num, seed, truncation, interpolate_steps, pairs, extension)
     model = load_model(model_path)
     if labels is not None:
         if not is_conditional(model):
             raise UsageError(f"--labels needs a conditional generator (kgan train --conditional); {model_path} is not")
+        classes = num_classes(model)
+        if max(labels) >= classes:
+            raise UsageError(f"--labels: class ids must be in [0, {classes}) for {model_path}; got {max(labels)}")
         labels = [int(labels[i % len(labels)]) for i in range(num)]
 
     if interpolate_steps is None:
-        arrays = sample(model, num, seed, truncation, labels)
         if extension == ".npz":
-            _write_npz(out, arrays)
-        elif "images" in arrays:
-            plots.save_png(plots.image_grid(arrays["images"].astype("float32") / 127.5 - 1.0, columns=columns), out)
-        else:
-            plots.save_png(plots.scatter_image(arrays["points"], title=f"{num} samples, seed {seed}"), out)
+            if num <= BATCH:
+                arrays = sample(model, num, seed, truncation, labels)
+                _write_npz(out, arrays)
+                return arrays
+            _stream_npz(out, sample_batches(model, num, seed, truncation, labels))
+            return np.load(out)  # lazy: each array is read when it is asked for
+        parts = list(sample_batches(model, num, seed, truncation, labels))  # at most PNG_LIMIT samples
+        arrays = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+        with atomic.path(out) as staging:
+            if "images" in arrays:
+                plots.save_png(plots.image_grid(arrays["images"].astype("float32") / 127.5 - 1.0, columns=columns),
+                               staging)
+            else:
+                plots.save_png(plots.scatter_image(arrays["points"], title=f"{num} samples, seed {seed}"), staging)
         return arrays
 
     arrays = interpolate(model, interpolate_steps, pairs, seed, truncation)
@@ -165,7 +298,8 @@ def generate(model_path, out, num=64, seed=0, truncation=0.0, interpolate_steps=
     elif arrays["linear"].ndim == 5:
         # Rows: pair 0 linear, pair 0 slerp, pair 1 linear, ...; columns: the steps.
         rows = np.stack([arrays["linear"], arrays["slerp"]], axis=1)  # [P, 2, K, H, W, C]
-        plots.save_png(plots.image_grid(rows.reshape(-1, *rows.shape[3:]), columns=interpolate_steps), out)
+        with atomic.path(out) as staging:
+            plots.save_png(plots.image_grid(rows.reshape(-1, *rows.shape[3:]), columns=interpolate_steps), staging)
     else:
         raise UsageError("--interpolate with a .png output needs an image generator; use --out NAME.npz for points")
     return arrays
@@ -206,5 +340,6 @@ def export_run(run, output="saved_models"):
     except Exception as error:  # noqa: BLE001 - a mismatched or truncated weights file
         detail = " ".join(str(error).split())[:200]
         raise UsageError(f"cannot load {weights_path} into the network {config_path} describes ({detail})") from None
-    return export.export_generator(gan.sampler, os.path.join(run_dir, "generator"), config_path=config_path,
-                                   num_classes=gan.num_classes)
+    with atomic.lock_run((output,), run, f"run {run!r} ({run_dir})"):  # not while it trains or exports
+        return export.export_generator(gan.sampler, os.path.join(run_dir, "generator"), config_path=config_path,
+                                       num_classes=gan.num_classes)

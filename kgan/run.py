@@ -7,18 +7,24 @@ Everything that can fail because of the user's input (names, numbers, files, dow
 checked before anything is written, and raised as `kgan.errors.UsageError`.
 """
 
+import contextlib
 import dataclasses
 import json
+import math
 import os
+import signal
 import tempfile
+import threading
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 import kgan
 import kgan.augment
 from kgan import (
+    atomic,
     callbacks,
     checkpoint,
     data,
@@ -31,9 +37,14 @@ from kgan import (
     plots,
     progressive,
 )
-from kgan.errors import DivergedError, UsageError
+from kgan.config import TrainConfig
+from kgan.errors import DivergedError, TerminatedError, UsageError
 from kgan.gan import GAN
 from kgan.networks import progressive as progressive_networks
+
+
+def _flag(name):
+    return "--" + name.replace("_", "-")
 
 
 def make_loss(config):
@@ -106,8 +117,45 @@ def _validate_toolbox(config):
         raise UsageError(f"--clip-grad-norm must be > 0; got {config.clip_grad_norm}")
 
 
+def check_output_paths(config):
+    """Raises UsageError unless --output, --logdir and --checkpoint-dir (and their <run> folders)
+    are directories or can be created as directories; writes nothing."""
+    name = config.run_name
+    if name is not None and (not str(name).strip() or name in (".", "..") or "/" in name or "\0" in name):
+        raise UsageError(f"--run-name must be a plain folder name (not empty, no '/'); got {name!r}")
+    for flag, root in (("--output", config.output), ("--logdir", config.logdir),
+                       ("--checkpoint-dir", config.checkpoint_dir)):
+        if not root:
+            raise UsageError(f"{flag} must name a directory; got {root!r}")
+        for path in (root, os.path.join(root, name or "")):
+            if os.path.lexists(path) and not os.path.isdir(path):
+                raise UsageError(f"{flag} {root}: {path} exists and is not a directory")
+        existing = os.path.abspath(root)
+        while not os.path.lexists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            raise UsageError(f"{flag} {root}: {existing} is not a directory")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise UsageError(f"{flag} {root}: {existing} is not writable")
+
+
+def _check_finite(config):
+    """Every float flag, when set, is a finite number (NaN passes every `<` test, so check first)."""
+    for name in TrainConfig.float_fields():
+        value = getattr(config, name)
+        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
+            raise UsageError(f"{_flag(name)} must be a finite number; got {value}")
+    ranges = {"label_smoothing": (0, 1), "gp": (0, None), "r1": (0, None)}
+    for name, (low, high) in ranges.items():
+        value = getattr(config, name)
+        if value is not None and (value < low or (high is not None and value >= high)):
+            bound = f"in [{low}, {high})" if high is not None else f">= {low}"
+            raise UsageError(f"{_flag(name)} must be {bound}; got {value}")
+
+
 def validate(config):
-    """Checks every user-settable number; raises UsageError naming the flag."""
+    """Checks every user-settable number and output path; raises UsageError naming the flag."""
+    _check_finite(config)
     positive_ints = ("epochs", "batch_size", "latent_dim", "d_steps")
     for name in positive_ints:
         if int(getattr(config, name)) < 1:
@@ -141,6 +189,7 @@ def validate(config):
     evaluate.parse_metrics(config.metrics, config.dataset)
     make_loss(config)
     make_penalty(config)
+    check_output_paths(config.resolved())
 
 
 def make_networks(config, data_shape, num_classes=None, total_steps=None, batch_norm=True):
@@ -242,21 +291,134 @@ def toolbox_callbacks(gan):
     return [progressive.ProgressiveCallback(curriculum)]
 
 
-#: Config fields a checkpoint must agree on to be resumed (the others may change, e.g. --epochs).
-RESUME_FIELDS = ("loss", "p", "minkowski_activation", "dataset", "image_size", "batch_size", "latent_dim",
-                 "d_steps", "clip", "gp", "r1", "label_smoothing", "instance_noise", "spectral_norm", "seed",
-                 "arch", "self_attention", "minibatch_std", "conditional", "ema", "augment", "progressive",
-                 "historical_averaging")
+#: Config fields a checkpoint must agree on to be resumed (the others may change, e.g. --epochs):
+#: the fields marked `resume` in `TrainConfig` (kgan/config.py says why each is or is not).
+RESUME_FIELDS = TrainConfig.resume_fields()
 
 
-def _check_resumable(config, state, path):
+def _as_flag(name, value):
+    """How a config value reads as a command line: "--ema 0.999", "without --ema", "with --spectral-norm"."""
+    if value is None or value is False:
+        return f"without {_flag(name)}"
+    if value is True:
+        return f"with {_flag(name)}"
+    return f"{_flag(name)} {value}"
+
+
+def _check_resumable(config, state, path, policy=None):
+    """Raises UsageError unless the checkpoint at `path` was written with the same resume identity.
+
+    `policy`: the precision policy this run resolved (`--precision auto` is compared by what it
+    chose; a checkpoint records its own in `precision_policy`).
+    """
     saved = state.get("config", {})
     for name in RESUME_FIELDS:
+        if name == "precision":
+            continue
         if name in saved and saved[name] != getattr(config, name):
             raise UsageError(
-                f"{path} was written with --{name.replace('_', '-')} {saved[name]}, not {getattr(config, name)}: "
+                f"{path} was written {_as_flag(name, saved[name])}, not {_as_flag(name, getattr(config, name))}: "
                 "use another --run-name, or delete that directory to start again"
             )
+    if config.progressive and config.progressive_steps is None and saved.get("epochs", config.epochs) != config.epochs:
+        # The phases are an equal share of the whole run: another --epochs moves them.
+        raise UsageError(f"{path} was written with --progressive over --epochs {saved['epochs']}: its phases are "
+                         f"an equal share of those epochs; resume with --epochs {saved['epochs']}, or pass the "
+                         "same --progressive-steps to both runs")
+    before = state.get("precision_policy") or (saved.get("precision") if saved.get("precision") != "auto" else None)
+    if policy is not None and before is not None and before != policy:
+        chose = f" (--precision {config.precision} chose {policy})" if config.precision == "auto" else ""
+        raise UsageError(f"{path} was written with --precision {before}, not {policy}{chose}: the optimizers' "
+                         "state would not load; resume with --precision " + before + ", or use another --run-name")
+
+
+def _resume(checkpoints, gan, config, policy, print_fn):
+    """Restores the newest readable checkpoint of the run; returns (initial_epoch, state or {})."""
+    path, state = checkpoints.restore_newest(
+        gan, check=lambda state, path: _check_resumable(config, state, path, policy), print_fn=print_fn)
+    if path is None:
+        return 0, {}
+    # The learning rates are the command's (they may be changed to resume, e.g. after divergence).
+    gan.d_optimizer.learning_rate = config.d_lr
+    gan.g_optimizer.learning_rate = config.g_lr
+    print_fn(f"kgan: resuming {config.run_name} from epoch {state['epoch']} ({path})")
+    return state["epoch"], state
+
+
+def _previous_record(state, run_dir, initial_epoch):
+    """(history, seconds, metrics) of the epochs before this `fit`: from the checkpoint resumed,
+    else (checkpoints of older kgan versions) from the run's config.json when it covers them."""
+    history, seconds = state.get("history"), state.get("train_seconds")
+    report = {}
+    with contextlib.suppress(OSError, ValueError):
+        with open(os.path.join(run_dir, "config.json")) as handle:
+            report = json.load(handle)
+    if history is None and report.get("epochs_trained") == initial_epoch:
+        history, seconds = report.get("history"), report.get("train_seconds")
+    history = {name: list(values)[:initial_epoch] for name, values in (history or {}).items()} if initial_epoch else {}
+    return history, float(seconds or 0.0) if initial_epoch else 0.0, report.get("metrics")
+
+
+def _checkpoint_callback(config, checkpoints, guard, policy, history, seconds):
+    """The `CheckpointCallback` of a run: its state.json carries the config, the resolved precision
+    and the run's record so far (so a resumed run reports every epoch)."""
+    if not config.checkpoint_every:
+        return None
+    return checkpoint.CheckpointCallback(
+        checkpoints, every=config.checkpoint_every, guard=guard, history=history, seconds=seconds,
+        extra={"config": config.to_dict(), "precision_policy": policy})
+
+
+def _lock_and_clean(config, chief):
+    """Takes the run's locks (checkpoints and export) for the whole run, then removes what killed
+    runs of it left (temporaries). Returns the ExitStack that releases the locks."""
+    if not chief:
+        return contextlib.ExitStack()
+    what = f"run {config.run_name!r} ({os.path.join(config.checkpoint_dir, config.run_name)})"
+    locks = atomic.lock_run((config.checkpoint_dir, config.output), config.run_name, what)
+    atomic.clean_stale(os.path.join(config.checkpoint_dir, config.run_name))
+    atomic.clean_stale(config.output, names=(config.run_name,))
+    atomic.clean_stale(os.path.join(config.output, config.run_name))
+    return locks
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm(gan, checkpoint_callback):
+    """While training: SIGTERM stops `fit` after the current step (a checkpoint being written is
+    finished first); the incomplete epoch is not checkpointed. Yields a dict with "terminated"."""
+    state = {"terminated": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+
+    def stop(signum, frame):
+        state["terminated"] = True
+        gan.stop_training = True
+        if checkpoint_callback is not None:
+            checkpoint_callback.interrupted = True
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_folder_bytes(gan, run_dir):
+    """What the run folder is expected to need: its previous size, else the GAN's weights file,
+    the generator's export and 256 KiB for its graph, config.json and samples.png."""
+    if os.path.isdir(run_dir):
+        return atomic._size(run_dir)
+    generator = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in gan.sampler.weights)
+    return checkpoint.weights_bytes(gan) + generator + 2**18
+
+
+def _terminated_message(checkpoints):
+    found = checkpoints.list()
+    if not found:
+        return "terminated; there was no checkpoint yet, nothing was kept"
+    epoch, path = found[-1]
+    return f"terminated; checkpoint {path} (epoch {epoch}) kept: run the same command to resume from it"
 
 
 def _diverged_message(config, diverged, checkpoints, gan):
@@ -265,22 +427,15 @@ def _diverged_message(config, diverged, checkpoints, gan):
         f"training diverged at step {diverged['step']} (epoch {diverged['epoch']}): "
         f"{diverged['what']} is {diverged['value']}"
     )
-    latest = checkpoints.latest()
+    try:
+        latest, state = checkpoints.restore_newest(gan)  # an unreadable one is skipped, and said so
+    except UsageError:
+        latest = state = None
     if latest is not None:
-        state = checkpoints.restore(gan, latest)
         message += f"; restored the last good checkpoint {latest} (epoch {state['epoch']})"
     else:
-        message += "; there was no checkpoint yet"
+        message += "; there was no readable checkpoint yet"
     return message + "; nothing was exported. Try lower --g-lr/--d-lr, --gp or --clip"
-
-
-def _write_json(value, path):
-    """Writes JSON atomically (temporary file + rename)."""
-    staging = f"{path}.tmp-{os.getpid()}"
-    with open(staging, "w") as handle:
-        json.dump(value, handle, indent=2)
-        handle.write("\n")
-    os.replace(staging, path)
 
 
 def train(config, verbose="auto", print_fn=print):
@@ -295,6 +450,11 @@ def train(config, verbose="auto", print_fn=print):
     Returns:
         A dict: the paths written and the final metrics.
     """
+    with contextlib.ExitStack() as resources:  # the run's locks, released when it ends
+        return _train(config, verbose, print_fn, resources)
+
+
+def _train(config, verbose, print_fn, resources):
     config = config.resolved()
     # First, before anything makes a TensorFlow op or variable: --devices splits the CPU, and
     # multi-worker collectives must be configured at start-up.
@@ -325,19 +485,14 @@ def train(config, verbose="auto", print_fn=print):
         keras.mixed_precision.set_global_policy(previous_policy)
 
     # Resume: the newest checkpoint of this run name, if any (G, D, optimizers, seeds, epoch).
+    chief = distribute.is_chief(strategy)
+    resources.enter_context(_lock_and_clean(config, chief))
     checkpoints = checkpoint.Checkpoints(
-        os.path.join(config.checkpoint_dir, config.run_name), keep=config.keep_checkpoints,
-        write=distribute.is_chief(strategy),
+        os.path.join(config.checkpoint_dir, config.run_name), keep=config.keep_checkpoints, write=chief,
     )
-    initial_epoch = 0
-    latest = checkpoints.latest()
-    if latest is not None:
-        _check_resumable(config, checkpoints.read_state(latest), latest)
-        initial_epoch = checkpoints.restore(gan, latest)["epoch"]
-        # The learning rates are the command's (they may be changed to resume, e.g. after divergence).
-        gan.d_optimizer.learning_rate = config.d_lr
-        gan.g_optimizer.learning_rate = config.g_lr
-        print_fn(f"kgan: resuming {config.run_name} from epoch {initial_epoch} ({latest})")
+    initial_epoch, resumed = _resume(checkpoints, gan, config, policy, print_fn)
+    previous_history, previous_seconds, previous_metrics = _previous_record(
+        resumed, os.path.join(config.output, config.run_name), initial_epoch)
     # Epoch-deterministic: epoch e has the same batches whether or not the run was interrupted.
     pipeline = data.pipeline(dataset, config.batch_size, config.d_steps, seed=config.seed,
                              initial_epoch=initial_epoch, epochs=config.epochs)
@@ -350,7 +505,6 @@ def train(config, verbose="auto", print_fn=print):
     logdir = os.path.join(config.logdir, config.run_name)
     # Before anything is written: a feature network that cannot be had is a UsageError.
     metrics_callback = callbacks.metrics_callback_for_run(config, dataset, logdir)
-    os.makedirs(run_dir, exist_ok=True)
     reference = None
     if dataset.kind == "points":
         reference = next(iter(dataset.data.batch(1000))).numpy()
@@ -365,36 +519,47 @@ def train(config, verbose="auto", print_fn=print):
     guard = checkpoint.DivergenceGuard(steps_per_epoch)
     fit_callbacks.insert(0, guard)
     fit_callbacks[:0] = toolbox_callbacks(gan)  # first: they set state the step and the logs use
-    if config.checkpoint_every:
-        fit_callbacks.append(checkpoint.CheckpointCallback(
-            checkpoints, every=config.checkpoint_every, guard=guard, extra={"config": config.to_dict()}))
+    checkpoint_callback = _checkpoint_callback(config, checkpoints, guard, policy, previous_history, previous_seconds)
+    if checkpoint_callback is not None:
+        fit_callbacks.append(checkpoint_callback)
     if verbose == "auto":
         verbose = 1 if os.isatty(1) else 2
     start = time.time()
-    history = gan.fit(
-        pipeline, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
-        callbacks=fit_callbacks, verbose=verbose, shuffle=False,
-    )
+    with _stop_on_sigterm(gan, checkpoint_callback) as stopped:
+        history = gan.fit(
+            pipeline, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+            callbacks=fit_callbacks, verbose=verbose, shuffle=False,
+        )
     seconds = time.time() - start
+    if stopped["terminated"]:
+        raise TerminatedError(_terminated_message(checkpoints))
     if guard.diverged is not None:
         raise DivergedError(_diverged_message(config, guard.diverged, checkpoints, gan))
-    final = {name: float(values[-1]) for name, values in history.history.items()}
+    # The whole run's record: the epochs before this fit (from the checkpoint resumed) and its own.
+    record = {name: list(values) for name, values in previous_history.items()}
+    for name, values in history.history.items():
+        record.setdefault(name, []).extend(float(v) for v in values)
+    final = {name: float(values[-1]) for name, values in record.items() if values}
+    epochs_trained = initial_epoch + len(history.epoch)
 
     samples = gan.generate(64 if dataset.kind == "images" else 2500, seed=config.seed)
-    samples_png = plots.save_png(plots.sample_picture(samples, reference), os.path.join(run_dir, "samples.png"))
     report = {
         "config": config.to_dict(),
         "kgan_version": kgan.__version__,
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
         "dataset": {"name": dataset.name, "shape": list(dataset.shape), "num_examples": dataset.num_examples},
-        "epochs_trained": len(history.epoch),
+        "epochs_trained": epochs_trained,
+        "epochs_this_fit": len(history.epoch),
         "steps_per_epoch": data.steps_per_epoch(dataset, config.batch_size, config.d_steps),
-        "train_seconds": round(seconds, 1),
+        "train_seconds": round(previous_seconds + seconds, 1),
+        "train_seconds_this_fit": round(seconds, 1),
         "final": final,
-        "history": {name: [float(v) for v in values] for name, values in history.history.items()},
+        "history": record,
     }
-    if metrics_callback is not None:  # the last evaluation (the last epoch's generator)
+    if metrics_callback is not None and metrics_callback.last is None and previous_metrics:
+        report["metrics"] = previous_metrics  # no epoch ran (a finished run again): the last evaluation
+    elif metrics_callback is not None:  # the last evaluation (the last epoch's generator)
         report["metrics"] = {
             "values": metrics_callback.last,
             "epoch": metrics_callback.last_epoch,
@@ -405,13 +570,19 @@ def train(config, verbose="auto", print_fn=print):
             "seconds_per_evaluation": {k: round(v, 4) for k, v in metrics_callback.mean_seconds().items()},
             "seconds_real_features": round(metrics_callback.evaluator.seconds.get("real_features", 0.0), 4),
         }
+    # The run folder is written whole to a temporary and swapped in: it is always one run's.
+    expected = _run_folder_bytes(gan, run_dir)
+    with atomic.path(run_dir, directory=True, expected_bytes=expected) as staging:
+        plots.save_png(plots.sample_picture(samples, reference), os.path.join(staging, "samples.png"))
+        atomic.write_json(report, os.path.join(staging, "config.json"))
+        # The weights let `kgan export --run` rebuild the GAN; the export carries config.json.
+        export.save_gan_weights(gan, staging)
+        # The exported generator is the one sampled from: the EMA copy with --ema.
+        export.export_generator(gan.sampler, os.path.join(staging, "generator"),
+                                config_path=os.path.join(staging, "config.json"), num_classes=gan.num_classes)
     config_json = os.path.join(run_dir, "config.json")
-    _write_json(report, config_json)
-    # The weights let `kgan export --run` rebuild the GAN; the export carries config.json.
-    export.save_gan_weights(gan, run_dir)
-    # The exported generator is the one sampled from: the EMA copy with --ema.
-    generator_dir = export.export_generator(gan.sampler, os.path.join(run_dir, "generator"), config_path=config_json,
-                                            num_classes=gan.num_classes)
+    samples_png = os.path.join(run_dir, "samples.png")
+    generator_dir = os.path.abspath(os.path.join(run_dir, "generator"))
 
     outputs = {
         "generator": generator_dir,
@@ -420,7 +591,8 @@ def train(config, verbose="auto", print_fn=print):
         "tensorboard": os.path.abspath(logdir),
     }
     losses_line = ", ".join(f"{k} {v:.4f}" for k, v in final.items())
-    print_fn(f"\nkgan: trained {config.run_name} for {len(history.epoch)} epochs in {seconds:.0f} s ({losses_line})")
+    in_all = f" ({epochs_trained} in all)" if initial_epoch else ""
+    print_fn(f"\nkgan: trained {config.run_name} for {len(history.epoch)} epochs{in_all} in {seconds:.0f} s ({losses_line})")
     if metrics_callback is not None:
         for name, label in metrics_callback.evaluator.labels().items():
             print_fn(f"  {name}: {label}")

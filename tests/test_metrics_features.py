@@ -129,7 +129,7 @@ def test_inception_graph_missing_file_is_one_clear_error(tmp_path, monkeypatch):
         metrics.InceptionGraph(str(missing))
     message = str(info.value)
     assert str(missing) in message and "KGAN_INCEPTION_GRAPH" in message
-    assert "--inception-graph" in message and "\n" not in message
+    assert "--inception-graph" not in message and "\n" not in message  # no such flag: the variable is named
     assert isinstance(info.value, KganError) and info.value.exit_code == 2
     # No local file and downloads disabled: names the cache path it looked at.
     with pytest.raises(metrics.FeatureNetworkUnavailableError, match="downloads disabled"):

@@ -181,9 +181,42 @@ def _default_size(height):
     return next((s for s in IMAGE_SIZES if s >= height), IMAGE_SIZES[-1])
 
 
+#: Image files `folder:PATH` reads (Keras' image_dataset_from_directory's formats).
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+
+
+def check_image_files(path):
+    """Decodes every image file under `path` once; raises UsageError naming the ones that fail.
+
+    Run when the folder is indexed, before anything is written: a truncated PNG or a text file
+    named .png otherwise fails at the first training step with a TensorFlow traceback.
+    """
+    bad, count = [], 0
+    for root, _, names in os.walk(path, followlinks=True):
+        for name in sorted(names):
+            if not name.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            count += 1
+            file = os.path.join(root, name)
+            try:
+                image = tf.io.decode_image(tf.io.read_file(file), channels=3, expand_animations=False)
+                if min(image.shape[:2]) < 1:
+                    raise ValueError("empty image")
+            except (tf.errors.OpError, ValueError) as error:
+                message = getattr(error, "message", None) or str(error)
+                bad.append((file, " ".join(message.split())[:80]))
+    if bad:
+        first, why = bad[0]
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise UsageError(f"image folder {path!r}: {len(bad)} of {count} files cannot be decoded: {first} ({why})"
+                         f"{more}; remove or fix them")
+    return count
+
+
 def _folder(path, image_size):
     if not os.path.isdir(path):
         raise UsageError(f"image folder {path!r} does not exist or is not a directory")
+    check_image_files(path)
     try:
         data = tf.keras.utils.image_dataset_from_directory(
             path, labels=None, image_size=(image_size, image_size), batch_size=None,

@@ -343,13 +343,9 @@ def load_classifier(dataset="digits", *, data=None, cache_dir=None, seed=0, epoc
         "train_seconds": round(time.perf_counter() - start, 2),
         "keras_version": keras.__version__,
     }
-    os.makedirs(path, exist_ok=True)
-    partial = os.path.join(path, f"model.tmp-{os.getpid()}.keras")
-    model.save(partial)
-    os.replace(partial, model_path)
-    partial = os.path.join(path, f"{INFO_FILE}.tmp-{os.getpid()}")
-    with open(partial, "w") as f:
-        json.dump(info, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(partial, info_path)
+    from kgan import atomic
+
+    with atomic.path(model_path) as partial:  # model first, JSON last, each whole or not at all
+        model.save(partial)
+    atomic.write_json(info, info_path)
     return Classifier(dataset, model, info, path, from_cache=False, batch_size=batch_size)

@@ -221,11 +221,11 @@ def _download_inception_graph(url, destination, timeout):
             ]
             if not members:
                 raise OSError(f"the archive has no {wanted}")
-            os.makedirs(os.path.dirname(os.path.abspath(destination)), exist_ok=True)
-            partial = f"{destination}.tmp-{os.getpid()}"
-            with tar.extractfile(members[0]) as source, open(partial, "wb") as f:
+            from kgan import atomic
+
+            with atomic.path(destination) as partial, tar.extractfile(members[0]) as source, \
+                    open(partial, "wb") as f:
                 shutil.copyfileobj(source, f, length=1 << 20)
-    os.replace(partial, destination)
 
 
 def resolve_inception_graph(graph_path=None, *, download=True, cache_dir=None,
@@ -251,8 +251,8 @@ def resolve_inception_graph(graph_path=None, *, download=True, cache_dir=None,
             names the file and how to provide it.
     """
     hint = (
-        f"pass --inception-graph PATH or set {INCEPTION_GRAPH_ENV}=PATH (the file "
-        f"{INCEPTION_FROZEN_GRAPH} from {url})"
+        f"set {INCEPTION_GRAPH_ENV}=PATH (the file {INCEPTION_FROZEN_GRAPH} from {url}; in Python: "
+        "graph_path=PATH)"
     )
     candidates = (
         ("graph_path", graph_path),
