@@ -54,6 +54,8 @@ class TrainConfig:
     augment_p: float = None  # augmentation probability (diffaugment: 1; ada: the start value, 0)
     ada_target: float = 0.6  # ADA's target for r_t = E[sign D(real)]
     unroll: int = 0  # unrolled GAN: G's loss through K simulated D updates (Metz et al.)
+    unroll_optimizer: str = "discriminator"  # the simulated updates: discriminator (D's Adam and its state) | sgd
+    unroll_lr: float = None  # learning rate of --unroll-optimizer sgd (never D's)
     progressive: bool = False  # progressive growing, 4x4 up to the image size (DCGAN family)
     progressive_steps: int = None  # generator steps per resolution phase; None: an equal share of training
     fade_steps: int = None  # steps of each phase's fade-in; None: half a phase

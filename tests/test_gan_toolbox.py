@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kgan import checkpoint, gan, networks, penalties
+from kgan import checkpoint, gan, networks, penalties, seeds
 from kgan.augment import AdaptiveAugment, Augment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,10 +71,13 @@ def run_steps(model, steps):
     return history
 
 
-def ema_closed_form(initial, history, decay, start):
-    """NumPy: avg_t = decay avg_{t-1} + (1 - decay) w_t for t > start, else w_t (trainable)."""
+def ema_closed_form(initial, history, ema, start):
+    """NumPy: avg_t = d_s avg_{t-1} + (1 - d_s) w_t for t > start, else w_t (trainable), with the
+    warm-up d_s = min(ema, (1 + s) / (10 + s)), s = t - start (TF's ExponentialMovingAverage)."""
     average = [np.array(w, dtype="float64") for w in initial]
     for t, raw in enumerate(history, start=1):
+        s = t - start
+        decay = min(ema, (1 + s) / (10 + s))
         average = [decay * a + (1 - decay) * w if t > start else np.array(w, dtype="float64")
                    for a, w in zip(average, raw, strict=True)]
     return average
@@ -174,7 +177,7 @@ def test_feature_matching_gradient_equals_the_numpy_gradient():
     model.compile(keras.optimizers.SGD(0.0), keras.optimizers.SGD(1.0), loss="non_saturating")
     real = np.random.default_rng(5).normal(size=(16, 2)).astype("float32")
     history = model.fit(real, batch_size=16, epochs=1, verbose=0, shuffle=False).history
-    noise = keras.random.SeedGenerator(0)
+    noise = seeds.seed_generator(0, "latent")  # the model's latent stream
     keras.random.normal((16, 2), seed=noise)  # the discriminator update's draw
     z = keras.random.normal((16, 2), seed=noise).numpy().astype("float64")
 
@@ -220,7 +223,7 @@ def test_clip_grad_norm_applies_the_clipped_global_gradient():
     d1 = [np.array(v.numpy()) for v in discriminator.trainable_variables]
 
     # Reference gradients at the weights each update saw, with the same noise draws.
-    noise = keras.random.SeedGenerator(0)
+    noise = seeds.seed_generator(0, "latent")  # the model's latent stream
     z_d, z_g = keras.random.normal((16, 3), seed=noise), keras.random.normal((16, 3), seed=noise)
     loss = model.loss_fn
     for v, w in zip(generator.trainable_variables + discriminator.trainable_variables, g0 + d0, strict=True):
@@ -283,7 +286,7 @@ class SpyAugment(Augment):
         self.calls += 1
         return super().call(images, training=training)
 
-    def update(self, real_outputs):
+    def update(self, real_outputs, threshold=0.0):
         self.updates.append(real_outputs)
 
 
@@ -340,19 +343,19 @@ def test_unroll_trains_g_against_the_unrolled_discriminator(monkeypatch):
     g0 = [np.array(v.numpy()) for v in generator.trainable_variables]
     model.train_step(tf.constant(POINTS))  # eager
     (args, kwargs), = calls
-    assert kwargs["steps"] == 2 and float(kwargs["learning_rate"]) == 0.5 and args[0] is discriminator
+    assert kwargs["steps"] == 2 and kwargs["optimizer"] is model.d_optimizer and args[0] is discriminator
     np.testing.assert_array_equal(np.array(args[2]), POINTS)  # the critic's real batch
     assert args[3] is args[4]  # unrolled on the fake batch, evaluated on it
 
     g1 = [np.array(v.numpy()) for v in generator.trainable_variables]
     for v, w in zip(generator.trainable_variables, g0, strict=True):
         v.assign(w)
-    noise = keras.random.SeedGenerator(0)
+    noise = seeds.seed_generator(0, "latent")  # the model's latent stream
     keras.random.normal((16, 3), seed=noise)  # the critic update's draw
     z = keras.random.normal((16, 3), seed=noise)
     with tf.GradientTape() as tape:
         fake = generator(z, training=True)
-        outputs = real_function(discriminator, model.loss_fn, tf.constant(POINTS), fake, fake, 2, 0.5)
+        outputs = real_function(discriminator, model.loss_fn, tf.constant(POINTS), fake, fake, 2, model.d_optimizer)
         loss = tf.reduce_mean(model.loss_fn.generator_loss(outputs))
     gradients = tape.gradient(loss, generator.trainable_variables)
     for before, after, gradient in zip(g0, g1, gradients, strict=True):
@@ -444,11 +447,12 @@ def test_conditional_labels_are_split_like_the_images_and_fake_labels_drawn_from
 
     # lr 0: nothing moved, so the logged d_loss is that of the second critic batch... averaged
     # with the first; recompute both with the same draws: z, then labels, per update.
-    noise = keras.random.SeedGenerator(0)
+    noise = seeds.seed_generator(0, "latent")  # the model's latent stream
+    label_stream = seeds.seed_generator(0, "labels")  # ... and its own stream of fake labels
     expected = []
     for k in range(2):
         z = keras.random.normal((16, 16), seed=noise)
-        fake_labels = keras.random.randint((16,), 0, 10, seed=noise, dtype="int32")
+        fake_labels = keras.random.randint((16,), 0, 10, seed=label_stream, dtype="int32")
         fake = model.generator([z, fake_labels], training=True)
         expected.append(model.loss_fn.discriminator_loss(
             model.discriminator([IMAGES[k::2], LABELS[k::2]], training=True),
