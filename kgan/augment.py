@@ -183,8 +183,8 @@ def parameters(op, uniforms, image_shape):
         return ops.stack([_randint(uniforms[:, k], -s, s + 1) for k, s in enumerate(limits)], axis=1)
     if op == "cutout":
         sides = [cutout_size(n) for n in image_shape[:2]]
-        centres = [_randint(uniforms[:, k], 0, n + 1 - c % 2) for k, (n, c) in enumerate(zip(image_shape[:2], sides))]
-        return ops.stack([centre - c // 2 for centre, c in zip(centres, sides)], axis=1)
+        centres = [_randint(uniforms[:, k], 0, n + 1 - c % 2) for k, (n, c) in enumerate(zip(image_shape[:2], sides, strict=False))]
+        return ops.stack([centre - c // 2 for centre, c in zip(centres, sides, strict=False)], axis=1)
     raise ValueError(f"Unknown augmentation op: {op}")
 
 

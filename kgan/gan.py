@@ -32,7 +32,6 @@ from keras import ops
 from kgan import augment as augment_lib
 from kgan import constraints, distribute, losses, penalties, regularizers, seeds, unrolled
 
-
 #: GAN -> the plain SGD its `unroll_optimizer="sgd"` simulates (not a model attribute: not saved).
 _UNROLL_SGD = weakref.WeakKeyDictionary()
 
@@ -526,7 +525,7 @@ class GAN(keras.Model):
             if self.clip_grad_norm is not None:
                 clipped, _ = tf.clip_by_global_norm(total, self.clip_grad_norm, use_norm=norm)
                 gradients = list(gradients)
-                for i, g in zip(present, clipped):
+                for i, g in zip(present, clipped, strict=False):
                     gradients[i] = g / num_replicas if num_replicas > 1 else g
         optimizer.apply(gradients, variables)
 
@@ -546,7 +545,7 @@ class GAN(keras.Model):
         updates = ops.convert_to_tensor(self.g_optimizer.iterations) - self.ema_start
         started = ops.greater(updates, 0)
         decay = self.ema_decay(ops.maximum(updates, 1))
-        for raw, average in zip(self.generator.weights, self.ema_generator.weights):
+        for raw, average in zip(self.generator.weights, self.ema_generator.weights, strict=False):
             value = ops.convert_to_tensor(raw)
             if raw.trainable:
                 d = ops.cast(decay, value.dtype)

@@ -199,7 +199,7 @@ def unrolled_outputs(
             )
             loss = tf.nn.compute_average_loss(loss_fn.discriminator_loss(real_outputs, fake_outputs))
         gradients = tape.gradient(loss, trainable)
-        gradients = distribute.all_reduce_sum([_dense(g, w) for g, w in zip(gradients, trainable)])
+        gradients = distribute.all_reduce_sum([_dense(g, w) for g, w in zip(gradients, trainable, strict=False)])
         trainable, state = twin.stateless_apply(state, gradients, trainable)
     outputs, _ = discriminator.stateless_call(trainable, non_trainable, eval_inputs, training=training)
     return outputs

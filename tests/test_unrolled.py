@@ -161,7 +161,7 @@ def test_discriminator_and_optimizer_variables_are_never_modified():
     assert int(optimizer.iterations) == 3
     for training in (True, False):
 
-        def unroll():
+        def unroll(training=training):
             return unrolled_outputs(model, losses.NonSaturating(), real, fake, fake, steps=3, optimizer=optimizer,
                                     training=training)
 
@@ -294,7 +294,7 @@ def test_graph_equals_eager_and_the_optimizers_current_learning_rate_is_used():
 
     eager = outputs_and_gradient(tf.constant(fake))
     graph = tf.function(outputs_and_gradient)(tf.constant(fake))
-    for a, b in zip(eager, graph):
+    for a, b in zip(eager, graph, strict=False):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
     optimizer.learning_rate.assign(0.0)  # a zero learning rate leaves D as it is
     np.testing.assert_allclose(np.asarray(outputs_and_gradient(tf.constant(fake))[0]), np.asarray(model(fake)),
