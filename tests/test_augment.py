@@ -546,7 +546,8 @@ def test_ada_p_rises_for_an_overfitting_d_under_every_allowed_loss(name):
 def test_ada_is_refused_with_a_wasserstein_loss(tmp_path, capsys, monkeypatch):
     """No decision threshold for a critic defined up to a constant: GAN.compile raises, and
     `kgan train --augment ada --loss wasserstein` is one line on stderr, exit 2, nothing written."""
-    from kgan import cli, gan, losses as losses_lib, networks
+    from kgan import cli, gan, networks
+    from kgan import losses as losses_lib
 
     assert losses_lib.Wasserstein().decision_threshold is None
     generator, discriminator = networks.build((8, 8, 1), 8, batch_norm=False)
