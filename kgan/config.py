@@ -52,7 +52,7 @@ class TrainConfig:
     augment: str = None  # diffaugment | ada: differentiable augmentation of every D input
     augment_policy: str = "color,translation,cutout"  # DiffAugment ops
     augment_p: float = None  # augmentation probability (diffaugment: 1; ada: the start value, 0)
-    ada_target: float = 0.6  # ADA's target for r_t = E[sign D(real)]
+    ada_target: float = 0.6  # ADA's target for r_t = E[sign(D(real) - the loss's decision threshold)]
     unroll: int = 0  # unrolled GAN: G's loss through K simulated D updates (Metz et al.)
     unroll_optimizer: str = "discriminator"  # the simulated updates: discriminator (D's Adam and its state) | sgd
     unroll_lr: float = None  # learning rate of --unroll-optimizer sgd (never D's)

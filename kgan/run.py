@@ -99,7 +99,8 @@ def _validate_toolbox(config):
     if config.augment == "ada" and config.loss == "wasserstein":
         raise UsageError("--augment ada needs a loss with a decision threshold: a Wasserstein critic is defined "
                          "up to a constant, so sign(D(real)) carries no overfitting signal (use diffaugment)")
-    if (config.unroll_optimizer == "sgd") != (config.unroll_lr is not None) or not (config.unroll_lr or 1) > 0:
+    if (config.unroll_optimizer == "sgd") != (config.unroll_lr is not None) or (
+            config.unroll_lr is not None and not config.unroll_lr > 0):
         raise UsageError("--unroll-lr (> 0) goes with --unroll-optimizer sgd, and only with it; "
                          f"got --unroll-optimizer {config.unroll_optimizer} --unroll-lr {config.unroll_lr}")
     if config.progressive and config.arch != "dcgan":

@@ -749,3 +749,24 @@ def test_unrolled_adam_under_fit_leaves_d_and_its_optimizer_to_their_own_updates
         gan.GAN(*mlp_pair(), unroll=2, unroll_optimizer="sgd")
     with pytest.raises(ValueError, match="unroll_lr"):
         gan.GAN(*mlp_pair(), unroll=2, unroll_lr=0.1)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--unroll", "2", "--unroll-optimizer", "sgd"], "--unroll-lr"),
+    (["--unroll", "2", "--unroll-lr", "0.1"], "--unroll-lr"),
+    (["--unroll", "2", "--unroll-optimizer", "sgd", "--unroll-lr", "0"], "--unroll-lr"),
+])
+def test_unroll_sgd_needs_its_own_learning_rate_on_the_command_line(tmp_path, capsys, monkeypatch, argv, expected):
+    from kgan import cli, run
+    from kgan.config import TrainConfig
+
+    model = run.build(TrainConfig(unroll=2, unroll_optimizer="sgd", unroll_lr=0.05), (8, 8, 1))
+    assert (model.unroll_optimizer, model.unroll_lr) == ("sgd", 0.05)
+    assert float(model._unrolled_optimizer().learning_rate.numpy()) == pytest.approx(0.05)
+    assert run.build(TrainConfig(unroll=2), (8, 8, 1))._unrolled_optimizer() is not None
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--epochs", "1", *argv])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and expected in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
