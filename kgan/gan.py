@@ -446,7 +446,7 @@ class GAN(keras.Model):
             self.d_loss_tracker.update_state(per_example)
             if self.penalty is not None:
                 penalty_fake = fake
-                if labels is not None and self.penalty.uses_fake:  # fakes of the real classes
+                if labels is not None and getattr(self.penalty, "uses_fake", True):  # fakes of the real classes
                     penalty_fake = self.generator(self._with_labels(z, labels), training=True)
                 penalty = self.penalty(self._critic(labels), real, penalty_fake, training=True)
                 self.penalty_tracker.update_state(penalty)
