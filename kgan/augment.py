@@ -23,7 +23,9 @@ Policies: `color` = brightness, saturation, contrast; `translation`; `cutout`.
 
 `Augment` gates each op per example with probability `p` (ADA's scheme: an op whose gate is off
 leaves the example bit-for-bit unchanged); DiffAugment is `p = 1`. `AdaptiveAugment` adapts `p`
-with ADA's overfitting heuristic r_t = E[sign(D(real))].
+with ADA's overfitting heuristic r_t = E[sign(D(real) - threshold)], the threshold being the
+loss's `decision_threshold` (`kgan.losses`: 0 for logits, the midpoint of the targets for
+least squares; Karras et al.'s E[sign(D(real))] is the logit case).
 
 Distribution: the random draws are made for the GLOBAL batch on every replica from the same
 `keras.random.SeedGenerator` and each replica keeps its slice (as `kgan.gan.GAN._noise`, through
@@ -36,7 +38,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from kgan import distribute
+from kgan import distribute, seeds
 
 TRANSLATION_RATIO = 0.125  # the official `rand_translation(x, ratio=0.125)`
 CUTOUT_RATIO = 0.5  # the official `rand_cutout(x, ratio=0.5)`
@@ -181,8 +183,8 @@ def parameters(op, uniforms, image_shape):
         return ops.stack([_randint(uniforms[:, k], -s, s + 1) for k, s in enumerate(limits)], axis=1)
     if op == "cutout":
         sides = [cutout_size(n) for n in image_shape[:2]]
-        centres = [_randint(uniforms[:, k], 0, n + 1 - c % 2) for k, (n, c) in enumerate(zip(image_shape[:2], sides))]
-        return ops.stack([centre - c // 2 for centre, c in zip(centres, sides)], axis=1)
+        centres = [_randint(uniforms[:, k], 0, n + 1 - c % 2) for k, (n, c) in enumerate(zip(image_shape[:2], sides, strict=False))]
+        return ops.stack([centre - c // 2 for centre, c in zip(centres, sides, strict=False)], axis=1)
     raise ValueError(f"Unknown augmentation op: {op}")
 
 
@@ -246,7 +248,8 @@ class Augment(keras.layers.Layer):
         policy: comma-separated policies: `color`, `translation`, `cutout`.
         p: probability in [0, 1] of applying each op to each example. Held in a non-trainable
             float32 weight `p` (checkpointed with the model; `AdaptiveAugment` adapts it).
-        seed: int seed of the `seed_generator` (a `keras.random.SeedGenerator`).
+        seed: the run seed (int) or None: the `seed_generator` (a `keras.random.SeedGenerator`)
+            draws the run's `augment` stream, `kgan.seeds.stream_seed(seed, "augment")`.
 
     Example:
 
@@ -263,7 +266,7 @@ class Augment(keras.layers.Layer):
         self.ops = tuple(op for name in self.policy.split(",") for op in POLICIES[name])
         self.seed = seed
         self._initial_p = float(p)
-        self.seed_generator = keras.random.SeedGenerator(seed, name="augment_seed")
+        self.seed_generator = seeds.seed_generator(seed, "augment", name="augment_seed")
         # Under MirroredStrategy, `AdaptiveAugment.update` assigns p in replica context; every
         # replica computes the same value (its inputs are all-reduced), so the first replica's
         # value is the value (checked with 2 replicas in tests/test_augment.py).
@@ -297,9 +300,12 @@ class Augment(keras.layers.Layer):
             x = _gated(op, x, u[:, 0] < p, u[:, 1:], image_shape)
         return ops.cast(x, images.dtype)
 
-    def update(self, real_outputs):
+    #: Whether `update` adapts p (ADA): the GAN then needs a loss with a decision threshold.
+    adaptive = False
+
+    def update(self, real_outputs, threshold=0.0):
         """Called once per discriminator update with D's outputs on real data: a no-op here."""
-        del real_outputs
+        del real_outputs, threshold
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -312,12 +318,13 @@ class Augment(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="kgan")
 class AdaptiveAugment(Augment):
-    """ADA: `Augment` whose probability follows D's overfitting heuristic r_t = E[sign(D(real))].
+    """ADA: `Augment` whose p follows D's overfitting heuristic r_t = E[sign(D(real) - threshold)].
 
     Karras et al., "Training Generative Adversarial Networks with Limited Data", 2020
     (https://arxiv.org/abs/2006.06676), section 3 and the official `ada_target`, `ada_interval`,
-    `ada_kimg`. `update(real_outputs)` accumulates sign(D(x_real)) over the discriminator
-    updates; every `interval` updates
+    `ada_kimg`. `update(real_outputs, threshold)` accumulates sign(D(x_real) - threshold) over
+    the discriminator updates (threshold: the loss's `decision_threshold`, D's output when it
+    cannot tell real from fake; Karras et al.'s logits have 0); every `interval` updates
 
         r_t = mean of the accumulated signs
         p <- clip(p + sign(r_t - target) * N / (speed_kimg * 1000), 0, 1)
@@ -351,24 +358,27 @@ class AdaptiveAugment(Augment):
             return self.add_weight(shape=(), initializer="zeros", dtype=dtype, trainable=False, autocast=False,
                                    aggregation="only_first_replica", name=name)
 
-        self._sign_sum = state("sign_sum")  # sum of sign(D(real)) since the last adjustment
+        self._sign_sum = state("sign_sum")  # sum of sign(D(real) - threshold) since the last adjustment
         self._count = state("count")  # number of real outputs summed
         self._updates = state("updates", "int64")  # discriminator updates seen
         self._r_t = state("r_t")  # the heuristic at the last adjustment
 
+    adaptive = True
+
     @property
     def r_t(self):
-        """E[sign(D(real))] over the last completed interval (a float32 variable)."""
+        """E[sign(D(real) - threshold)] over the last completed interval (a float32 variable)."""
         return self._r_t
 
-    def update(self, real_outputs):
-        """Accumulates sign(D(real)); every `interval` calls, adjusts p and resets the sums.
+    def update(self, real_outputs, threshold=0.0):
+        """Accumulates sign(D(real) - threshold); every `interval` calls, adjusts p and resets the sums.
 
         Args:
-            real_outputs: D's raw outputs (logits or critic values) on this replica's real
-                batch, [B, 1] or [B].
+            real_outputs: D's raw outputs (logits or raw values) on this replica's real batch,
+                [B, 1] or [B].
+            threshold: D's output when undecided, the loss's `decision_threshold` (a float).
         """
-        signs = ops.sign(ops.cast(real_outputs, "float32"))
+        signs = ops.sign(ops.cast(real_outputs, "float32") - float(threshold))
         sums = ops.stack([ops.sum(signs), ops.cast(ops.size(signs), "float32")])
         sums = distribute.all_reduce_sum(sums)
         sign_sum = self._sign_sum + sums[0]

@@ -211,7 +211,8 @@ def metrics_callback_for_run(config, dataset, logdir):
     features = None
     if any(name in kevaluate.FEATURE_METRICS for name in names):
         features = kevaluate.get_features(config.features or kevaluate.default_features(dataset.name, dataset.kind),
-                                          kevaluate.feature_cache_dir(config.output))
+                                          kevaluate.feature_cache_dir(config.output),
+                                          image_size=dataset.shape[0] if dataset.kind == "images" else None)
     real = kevaluate.real_examples(dataset)
     evaluator = kevaluate.Evaluator(names, real, features=features, dataset=dataset.name, kid_subsets=10,
                                     cache_dir=kevaluate.feature_cache_dir(config.output))

@@ -89,9 +89,14 @@ def add_train_arguments(parser):
     group.add_argument("--augment-p", type=float, default=d.augment_p, metavar="P",
                        help="augmentation probability (default: 1 for diffaugment, ADA's start value 0)")
     group.add_argument("--ada-target", type=float, default=d.ada_target,
-                       help="ADA's target for E[sign D(real)] (default: %(default)s)")
+                       help="ADA's target for E[sign(D(real) - threshold)] (default: %(default)s)")
     group.add_argument("--unroll", type=int, default=d.unroll, metavar="K",
                        help="unrolled GAN: G's loss through K simulated D updates (default: %(default)s)")
+    group.add_argument("--unroll-optimizer", choices=("discriminator", "sgd"), default=d.unroll_optimizer,
+                       help="the optimizer the unrolling simulates: D's own, with its state, or plain SGD "
+                            "at --unroll-lr (default: %(default)s)")
+    group.add_argument("--unroll-lr", type=float, default=d.unroll_lr, metavar="LR",
+                       help="learning rate of --unroll-optimizer sgd")
     group.add_argument("--progressive", action="store_true",
                        help="progressive growing from 4x4 to the image size (DCGAN family)")
     group.add_argument("--progressive-steps", type=int, default=d.progressive_steps, metavar="N",

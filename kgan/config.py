@@ -66,8 +66,10 @@ class TrainConfig:
     augment: str = _resume(None)  # diffaugment | ada: differentiable augmentation of every D input
     augment_policy: str = _resume("color,translation,cutout")  # DiffAugment ops
     augment_p: float = _resume(None)  # augmentation probability (diffaugment: 1; ada: the start value, 0)
-    ada_target: float = _resume(0.6)  # ADA's target for r_t = E[sign D(real)]
+    ada_target: float = _resume(0.6)  # ADA's target for r_t = E[sign(D(real) - the loss's decision threshold)]
     unroll: int = _resume(0)  # unrolled GAN: G's loss through K simulated D updates (Metz et al.)
+    unroll_optimizer: str = _resume("discriminator")  # the simulated updates: discriminator (D's Adam and its state) | sgd
+    unroll_lr: float = _resume(None)  # learning rate of --unroll-optimizer sgd (never D's)
     progressive: bool = _resume(False)  # progressive growing, 4x4 up to the image size (DCGAN family)
     progressive_steps: int = _resume(None)  # generator steps per resolution phase; None: an equal share of training
     fade_steps: int = _resume(None)  # steps of each phase's fade-in; None: half a phase

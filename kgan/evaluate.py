@@ -121,17 +121,24 @@ def feature_cache_dir(output=None):
     return os.path.join(output, "feature_extractors")
 
 
-def get_features(name, cache_dir=None):
-    """A feature extractor by name ("raw" for points), with errors as UsageError."""
+def get_features(name, cache_dir=None, image_size=None):
+    """A feature extractor by name ("raw" for points), with errors as UsageError.
+
+    A kgan classifier is the one trained at `image_size` (the scored images' resolution)."""
     if name == "raw":
         return RawPoints()
-    kwargs = {"cache_dir": cache_dir} if str(name).startswith("classifier:") else {}
+    kwargs = {"cache_dir": cache_dir, "image_size": image_size} if str(name).startswith("classifier:") else {}
     try:
         return kmetrics.get_feature_extractor(name, **kwargs)
     except UsageError:
         raise
     except ValueError as error:
         raise UsageError(f"--features {name}: {error}") from None
+
+
+def _image_size(real):
+    """The height of real images [N, H, W, C] (None for points): the classifiers' resolution."""
+    return None if real is None or np.ndim(real) != 4 else int(np.shape(real)[1])
 
 
 class Evaluator:
@@ -169,7 +176,7 @@ class Evaluator:
             if features is None or real is None:
                 raise ValueError("The metrics " + ", ".join(self.metrics) + " need real data and a feature network.")
             self.features = features if isinstance(features, kmetrics.FeatureExtractor) else get_features(
-                features, cache_dir)
+                features, cache_dir, _image_size(real))
             if "is" in self.metrics and not self.features.num_classes:
                 raise UsageError(f"--metrics is needs a network with class outputs; {self.features.name} has none")
             start = time.perf_counter()
@@ -182,7 +189,8 @@ class Evaluator:
             if dataset == "stacked_digits":
                 if classifier is None:
                     uses_digits = self.features is not None and self.features.name == "classifier:digits"
-                    classifier = self.features if uses_digits else get_features("classifier:digits", cache_dir)
+                    classifier = self.features if uses_digits else get_features("classifier:digits", cache_dir,
+                                                                                _image_size(real))
                 self.classifier = classifier
 
     @property

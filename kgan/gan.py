@@ -8,7 +8,9 @@ Distribution: the per-example losses are reduced in ONE place, `_average`, with
 `tf.nn.compute_average_loss` (sum / GLOBAL batch). Keras' optimizer sums gradients across
 replicas, so this makes a step on R replicas equal a step on one with the same global batch.
 Noise is drawn for the GLOBAL batch on every replica from the same seed and each replica keeps
-its own slice, so the noise, too, does not depend on the number of replicas.
+its own slice, so the noise, too, does not depend on the number of replicas. Each kind of draw
+(latent noise, fake labels, instance noise) has its own `keras.random.SeedGenerator`, seeded
+from the run seed by `kgan.seeds.stream_seed`, so no two streams repeat one another.
 
 The stabilisation toolbox (all off by default; off, the step is the plain one bit for bit):
 class-conditional training (`num_classes`), an exponential moving average of the generator's
@@ -20,13 +22,18 @@ matching, historical averaging) and clipping are made replica-correct where they
 see the methods' docstrings.
 """
 
+import weakref
+
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
 from kgan import augment as augment_lib
-from kgan import constraints, distribute, losses, penalties, regularizers, unrolled
+from kgan import constraints, distribute, losses, penalties, regularizers, seeds, unrolled
+
+#: GAN -> the plain SGD its `unroll_optimizer="sgd"` simulates (not a model attribute: not saved).
+_UNROLL_SGD = weakref.WeakKeyDictionary()
 
 
 def feature_network(discriminator):
@@ -69,8 +76,12 @@ class GAN(keras.Model):
       https://arxiv.org/abs/1710.10196; Yazici et al. 2019, "The Unusual Effectiveness of
       Averaging in GAN Training", https://arxiv.org/abs/1806.04498). `ema_generator` is a
       non-trainable clone of the generator; after generator update t (t = 1, 2, ...)
-      every trainable weight becomes `ema * avg + (1 - ema) * w` if t > `ema_start`, else `w`
-      (the copy tracks the raw weights exactly until averaging starts), and non-trainable
+      every trainable weight becomes `decay_s * avg + (1 - decay_s) * w` if t > `ema_start`,
+      else `w` (the copy tracks the raw weights exactly until averaging starts), with the
+      warm-up of TensorFlow's `ExponentialMovingAverage(num_updates=s)`:
+      `decay_s = min(ema, (1 + s) / (10 + s))`, s = t - ema_start the number of averaged
+      updates so far (s = 1 at the first: `(2/11) avg + (9/11) w`), so the initial weights are
+      forgotten within the first tens of updates instead of weighing `ema^t`. Non-trainable
       weights (batch-norm moving statistics) are copied from the generator. `sampler` (so
       `call`, `generate` and what callers export) is then the averaged generator.
     - `feature_matching`: weight of Salimans et al.'s feature-matching term in G's loss
@@ -81,15 +92,26 @@ class GAN(keras.Model):
     - `augment`: a `kgan.augment.Augment` (DiffAugment, Zhao et al. 2020,
       https://arxiv.org/abs/2006.10738; ADA, Karras et al. 2020,
       https://arxiv.org/abs/2006.06676) applied to every discriminator input, real and
-      generated, in both updates, before instance noise; `augment.update(real_outputs)` after
-      each discriminator update; its probability is logged as `augment_p` (the value at the end
-      of the step). A gradient penalty sees the augmented discriminator `D(augment(x))` (as
+      generated, in both updates, before instance noise; `augment.update(real_outputs,
+      threshold=loss.decision_threshold)` after each discriminator update (ADA's r_t compares
+      D's outputs on reals with the loss's decision threshold; `compile` refuses ADA with a
+      loss that has none, i.e. Wasserstein); its probability is logged as `augment_p` (the
+      value at the end of the step). A gradient penalty sees the augmented discriminator `D(augment(x))` (as
       ADA's R1, which differentiates through the augmentation): the penalty is taken with
       respect to the un-augmented interpolates or reals.
+    - Penalties and instance noise: a penalty differentiates the discriminator as it is trained,
+      `D(augment(x) + noise)` (a fresh instance-noise draw), so R1 and the gradient penalty
+      regularise D where its loss is evaluated, on the noise-smoothed distributions.
+    - Conditional gradient penalty: the penalty's fakes are generated with the REAL batch's
+      labels (same latents as the update's fakes), so each interpolate mixes a real image and
+      a fake of the same class and is scored under that class (as conditional WGAN-GP
+      implementations do). Penalties that use no fakes (R1) skip this generator call.
     - `unroll`: K > 0 computes G's adversarial loss on the outputs of a discriminator unrolled
-      by K simulated SGD steps (Metz et al. 2017, "Unrolled Generative Adversarial Networks",
-      https://arxiv.org/abs/1611.02163) with the discriminator optimizer's learning rate, via
-      `kgan.unrolled.unrolled_outputs`; D's own weights do not change.
+      by K simulated updates (Metz et al. 2017, "Unrolled Generative Adversarial Networks",
+      https://arxiv.org/abs/1611.02163) via `kgan.unrolled.unrolled_outputs`: by default of D's
+      own optimizer with its current state (Adam's moments and step count); with
+      `unroll_optimizer="sgd"`, plain SGD at its own learning rate `unroll_lr`. Neither D's
+      weights nor its optimizer change.
     - `clip_grad_norm`: clip the global norm of each player's GLOBAL gradient (summed over
       replicas, loss scaling undone) to this value before the update (Pascanu et al. 2013, "On
       the difficulty of training recurrent neural networks", https://arxiv.org/abs/1211.5063).
@@ -106,7 +128,9 @@ class GAN(keras.Model):
         d_steps: discriminator updates per generator update (n_critic; 5 for WGAN).
         instance_noise: std of Gaussian noise added to every discriminator input, real and
             generated (Sonderby et al. 2016; Arjovsky & Bottou 2017); 0 disables it.
-        seed: int seed for the noise (latent, instance noise, fake labels).
+        seed: the run seed (int) of the noise: latent, fake labels and instance noise each draw
+            their own stream (`kgan.seeds.stream_seed(seed, "latent" | "labels" |
+            "instance_noise")`).
         track_gradient_norms: log `d_grad_norm` and `g_grad_norm`, the global norms of the
             discriminator's and generator's gradients (before clipping; mean over the epoch's
             updates), to the history and TensorBoard: the diagnostic of the Minkowski paper's
@@ -117,6 +141,9 @@ class GAN(keras.Model):
         feature_matching: weight (>= 0) of the feature-matching term; 0 disables it.
         augment: None, or a `kgan.augment.Augment` (an instance, a name or a config dict).
         unroll: number K (>= 0) of unrolled discriminator steps in G's loss; 0 disables it.
+        unroll_optimizer: the optimizer the unrolling simulates: "discriminator" (D's own,
+            the paper) or "sgd" (plain SGD at `unroll_lr`).
+        unroll_lr: the SGD learning rate (> 0) of `unroll_optimizer="sgd"`; None otherwise.
         clip_grad_norm: None, or the largest global gradient norm (> 0) of each update.
         historical_averaging: weight (>= 0) of the historical-averaging penalty; 0 disables it.
 
@@ -149,6 +176,8 @@ class GAN(keras.Model):
         unroll=0,
         clip_grad_norm=None,
         historical_averaging=0.0,
+        unroll_optimizer="discriminator",
+        unroll_lr=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -169,6 +198,13 @@ class GAN(keras.Model):
             raise ValueError(f"feature_matching must be >= 0; got {feature_matching}")
         if int(unroll) < 0:
             raise ValueError(f"unroll must be >= 0; got {unroll}")
+        if unroll_optimizer not in ("discriminator", "sgd"):
+            raise ValueError(f"unroll_optimizer must be 'discriminator' or 'sgd'; got {unroll_optimizer!r}")
+        if unroll_optimizer == "sgd" and (unroll_lr is None or not unroll_lr > 0):
+            raise ValueError(f"unroll_optimizer 'sgd' needs its own learning rate unroll_lr > 0; got {unroll_lr}")
+        if unroll_optimizer == "discriminator" and unroll_lr is not None:
+            raise ValueError("unroll_lr is the learning rate of unroll_optimizer 'sgd'; "
+                             "the discriminator's optimizer is simulated with its own")
         if clip_grad_norm is not None and not clip_grad_norm > 0:
             raise ValueError(f"clip_grad_norm must be None or > 0; got {clip_grad_norm}")
         if historical_averaging < 0:
@@ -179,7 +215,7 @@ class GAN(keras.Model):
         self.d_steps = int(d_steps)
         self.instance_noise = float(instance_noise)
         self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed, name="noise_seed")
+        self.seed_generator = seeds.seed_generator(seed, "latent", name="noise_seed")
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.penalty_tracker = keras.metrics.Mean(name="penalty")
@@ -187,11 +223,19 @@ class GAN(keras.Model):
         self.d_grad_norm_tracker = keras.metrics.Mean(name="d_grad_norm")
         self.g_grad_norm_tracker = keras.metrics.Mean(name="g_grad_norm")
         self.num_classes = None if num_classes is None else int(num_classes)
+        # One stream per kind of draw (made only when used: the plain GAN has the latent one).
+        if self.num_classes is not None:
+            self.label_seed_generator = seeds.seed_generator(seed, "labels", name="label_seed")
+        if self.instance_noise:
+            self.instance_noise_seed_generator = seeds.seed_generator(seed, "instance_noise",
+                                                                      name="instance_noise_seed")
         self.ema = None if ema is None else float(ema)
         self.ema_start = int(ema_start)
         self.feature_matching = float(feature_matching)
         self.augment = augment_lib.get(augment)
         self.unroll = int(unroll)
+        self.unroll_optimizer = unroll_optimizer
+        self.unroll_lr = None if unroll_lr is None else float(unroll_lr)
         self.clip_grad_norm = None if clip_grad_norm is None else float(clip_grad_norm)
         self.historical_averaging = float(historical_averaging)
         self.feature_matching_tracker = keras.metrics.Mean(name="feature_matching")
@@ -234,11 +278,21 @@ class GAN(keras.Model):
             weight_clip: None or c > 0: clip every discriminator weight to [-c, c] after each
                 update (`kgan.constraints.WeightClip`, applied by the optimizer).
             **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`, `steps_per_execution`).
+
+        Raises:
+            ValueError: ADA (`kgan.augment.AdaptiveAugment`) with a loss that has no decision
+                threshold (Wasserstein: D's outputs are defined up to a constant).
         """
+        loss_fn = losses.get(loss)
+        if getattr(self.augment, "adaptive", False) and loss_fn.decision_threshold is None:
+            raise ValueError(
+                f"ADA (--augment ada) needs a loss with a decision threshold; {type(loss_fn).__name__}'s critic "
+                "values are defined up to a constant, so sign(D(real) - threshold) carries no overfitting signal"
+            )
         super().compile(**kwargs)
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
-        self.loss_fn = losses.get(loss)
+        self.loss_fn = loss_fn
         self.penalty = penalties.get(penalty)
         self.weight_clip = weight_clip
         if weight_clip is not None:
@@ -247,6 +301,17 @@ class GAN(keras.Model):
         # first replica-context step.
         self.d_optimizer.build(self.discriminator.trainable_variables)
         self.g_optimizer.build(self.generator.trainable_variables)
+        if self.unroll:
+            if self.unroll_optimizer == "sgd":
+                # Held outside the model's attributes: the saved weights stay those of every GAN.
+                _UNROLL_SGD[self] = keras.optimizers.SGD(self.unroll_lr)
+                _UNROLL_SGD[self].build(self.discriminator.trainable_variables)
+            # The functional twin is made here, in the strategy scope, not in the first step.
+            unrolled.functional_optimizer(self._unrolled_optimizer(), self.discriminator.trainable_variables)
+
+    def _unrolled_optimizer(self):
+        """The optimizer `unroll` simulates: D's own, or the SGD of `unroll_lr`."""
+        return _UNROLL_SGD[self] if self.unroll_optimizer == "sgd" else self.d_optimizer
 
     def get_compile_config(self):
         """What `compile` was given, serialised (so `keras.saving.load_model` can re-compile)."""
@@ -304,7 +369,7 @@ class GAN(keras.Model):
     def _fake_labels(self, local_batch):
         """Uniform class labels (int32) for this replica: its slice of a global [R * B] draw."""
         return distribute.replica_slice(
-            lambda n: keras.random.randint((n,), 0, self.num_classes, seed=self.seed_generator, dtype="int32"),
+            lambda n: keras.random.randint((n,), 0, self.num_classes, seed=self.label_seed_generator, dtype="int32"),
             local_batch)
 
     def _perturb(self, x):
@@ -312,7 +377,8 @@ class GAN(keras.Model):
         if not self.instance_noise:
             return x
         noise = distribute.replica_slice(
-            lambda n: keras.random.normal((n, *x.shape[1:]), stddev=self.instance_noise, seed=self.seed_generator),
+            lambda n: keras.random.normal((n, *x.shape[1:]), stddev=self.instance_noise,
+                                          seed=self.instance_noise_seed_generator),
             ops.shape(x)[0])
         return x + ops.cast(noise, x.dtype)
 
@@ -330,16 +396,17 @@ class GAN(keras.Model):
         return self._with_labels(self._perturb(self._augment(x)), labels)
 
     def _critic(self, labels):
-        """The discriminator a gradient penalty differentiates: x -> D(augment(x), labels).
+        """The discriminator a gradient penalty differentiates: x -> D(augment(x) + noise, labels).
 
-        The penalty's interpolates (or reals) take the real batch's labels. Without augmentation
-        or labels, the discriminator itself.
+        What D is trained on: augmented, then instance noise (a fresh draw). The penalty's
+        interpolates (or reals) take the real batch's labels. Without augmentation, instance
+        noise or labels, the discriminator itself.
         """
-        if self.augment is None and labels is None:
+        if self.augment is None and labels is None and not self.instance_noise:
             return self.discriminator
 
         def critic(x, training=True):
-            return self.discriminator(self._with_labels(self._augment(x), labels), training=training)
+            return self.discriminator(self._d_inputs(x, labels), training=training)
 
         return critic
 
@@ -378,7 +445,10 @@ class GAN(keras.Model):
             per_example = self.loss_fn.discriminator_loss(real_outputs, fake_outputs)
             self.d_loss_tracker.update_state(per_example)
             if self.penalty is not None:
-                penalty = self.penalty(self._critic(labels), real, fake, training=True)
+                penalty_fake = fake
+                if labels is not None and getattr(self.penalty, "uses_fake", True):  # fakes of the real classes
+                    penalty_fake = self.generator(self._with_labels(z, labels), training=True)
+                penalty = self.penalty(self._critic(labels), real, penalty_fake, training=True)
                 self.penalty_tracker.update_state(penalty)
                 per_example = per_example + penalty
             loss = self._average(per_example)
@@ -391,7 +461,7 @@ class GAN(keras.Model):
         if self.historical_averaging:
             self.d_historical.update(variables)
         if self.augment is not None:
-            self.augment.update(real_outputs)
+            self.augment.update(real_outputs, threshold=self.loss_fn.decision_threshold or 0.0)
         return real_outputs
 
     def _generator_step(self, batch, real_outputs, real=None, labels=None):
@@ -413,7 +483,7 @@ class GAN(keras.Model):
             if self.unroll:
                 fake_outputs = unrolled.unrolled_outputs(
                     self.discriminator, self.loss_fn, self._d_inputs(real, labels), fake_inputs, fake_inputs,
-                    steps=self.unroll, learning_rate=self.d_optimizer.learning_rate, training=True,
+                    steps=self.unroll, optimizer=self._unrolled_optimizer(), training=True,
                 )
             per_example = self.loss_fn.generator_loss(fake_outputs, real_outputs)
             self.g_loss_tracker.update_state(per_example)
@@ -455,22 +525,31 @@ class GAN(keras.Model):
             if self.clip_grad_norm is not None:
                 clipped, _ = tf.clip_by_global_norm(total, self.clip_grad_norm, use_norm=norm)
                 gradients = list(gradients)
-                for i, g in zip(present, clipped):
+                for i, g in zip(present, clipped, strict=False):
                     gradients[i] = g / num_replicas if num_replicas > 1 else g
         optimizer.apply(gradients, variables)
 
+    def ema_decay(self, updates):
+        """The decay of averaged update s = `updates` (>= 1): min(ema, (1 + s) / (10 + s))."""
+        s = ops.cast(updates, "float32")
+        return ops.minimum(ops.cast(self.ema, "float32"), (1.0 + s) / (10.0 + s))
+
     def _update_ema(self):
-        """ema <- decay * ema + (1 - decay) * w once averaging has started, else ema <- w.
+        """ema <- decay_s * ema + (1 - decay_s) * w once averaging has started, else ema <- w.
 
         Run after the generator update, so `g_optimizer.iterations` is t, the number of
-        generator updates made. Every replica computes the same values from its (mirrored)
-        weights.
+        generator updates made, and s = t - ema_start (`ema_decay`). `iterations` is
+        checkpointed, so a resumed run continues the warm-up. Every replica computes the same
+        values from its (mirrored) weights.
         """
-        started = ops.greater(ops.convert_to_tensor(self.g_optimizer.iterations), self.ema_start)
-        for raw, average in zip(self.generator.weights, self.ema_generator.weights):
+        updates = ops.convert_to_tensor(self.g_optimizer.iterations) - self.ema_start
+        started = ops.greater(updates, 0)
+        decay = self.ema_decay(ops.maximum(updates, 1))
+        for raw, average in zip(self.generator.weights, self.ema_generator.weights, strict=False):
             value = ops.convert_to_tensor(raw)
             if raw.trainable:
-                mixed = self.ema * ops.convert_to_tensor(average) + (1.0 - self.ema) * value
+                d = ops.cast(decay, value.dtype)
+                mixed = d * ops.convert_to_tensor(average) + (1.0 - d) * value
                 value = ops.where(started, mixed, value)
             average.assign(value)
 
@@ -571,6 +650,8 @@ class GAN(keras.Model):
             "feature_matching": self.feature_matching,
             "augment": augment_lib.serialize(self.augment),
             "unroll": self.unroll,
+            "unroll_optimizer": self.unroll_optimizer,
+            "unroll_lr": self.unroll_lr,
             "clip_grad_norm": self.clip_grad_norm,
             "historical_averaging": self.historical_averaging,
             "name": self.name,

@@ -11,6 +11,20 @@ name with `get()`:
 
 Discriminator losses of the probability family (minimax, non-saturating, Minkowski with a
 sigmoid) treat the output as a logit; Wasserstein, hinge and least squares use it raw.
+
+Each loss declares its `decision_threshold`: the output of a discriminator that cannot tell real
+from generated data (the minimiser of its loss when both are the same distribution: the midpoint
+of its real and fake targets, in its output space), against which ADA's overfitting heuristic
+r_t = E[sign(D(real) - threshold)] is measured (`kgan.augment.AdaptiveAugment`):
+
+| loss | D's output | targets (real, fake) | threshold |
+|---|---|---|---|
+| minimax, non-saturating | logit | probabilities 1 - smoothing, 0 | logit((1 - smoothing) / 2): 0 unsmoothed |
+| hinge | raw | margins +1, -1 | 0 |
+| least squares | raw | b - smoothing, a | (b - smoothing + a) / 2: 0.5 by default |
+| Minkowski, linear | raw | t_real - smoothing, t_fake | (t_real - smoothing + t_fake) / 2 |
+| Minkowski, sigmoid | logit | probabilities t_real - smoothing, t_fake | logit of their midpoint: 0 by default |
+| Wasserstein | critic value | none (defined up to a constant) | None: ADA is refused |
 """
 
 import math
@@ -31,6 +45,11 @@ def _flat(outputs):
             f"Discriminator outputs must have shape [batch] or [batch, 1]; got {outputs.shape}"
         )
     return outputs
+
+
+def _logit(probability):
+    """log(q / (1 - q)): the logit whose sigmoid is `probability` (a Python float in (0, 1))."""
+    return math.log(probability / (1.0 - probability))
 
 
 def _sigmoid_cross_entropy(logits, target):
@@ -183,6 +202,14 @@ class Loss:
     #: Whether one-sided label smoothing has a meaning for this loss.
     supports_label_smoothing = False
 
+    @property
+    def decision_threshold(self):
+        """D's output when undecided (the midpoint of its targets), or None if it has none.
+
+        ADA's r_t = E[sign(D(real) - decision_threshold)]; see the module docstring's table.
+        """
+        return 0.0
+
     def discriminator_loss(self, real_outputs, fake_outputs):
         raise NotImplementedError
 
@@ -219,6 +246,11 @@ class Minimax(Loss):
     def __init__(self, label_smoothing=0.0):
         self.label_smoothing = _check_smoothing(label_smoothing)
 
+    @property
+    def decision_threshold(self):
+        """logit((1 - smoothing) / 2): 0 without smoothing."""
+        return _logit((1.0 - self.label_smoothing) / 2.0)
+
     def discriminator_loss(self, real_outputs, fake_outputs):
         return minimax_discriminator_loss(real_outputs, fake_outputs, self.label_smoothing)
 
@@ -239,7 +271,13 @@ class NonSaturating(Minimax):
 
 @keras.saving.register_keras_serializable(package="kgan")
 class Wasserstein(Loss):
-    """WGAN critic loss; pair it with weight clipping or a gradient penalty."""
+    """WGAN critic loss; pair it with weight clipping or a gradient penalty.
+
+    No `decision_threshold` (None): adding a constant to the critic changes no loss, so the
+    sign of its output carries no information.
+    """
+
+    decision_threshold = None
 
     def discriminator_loss(self, real_outputs, fake_outputs):
         return wasserstein_discriminator_loss(real_outputs, fake_outputs)
@@ -272,6 +310,11 @@ class LeastSquares(Loss):
         self.real_target = float(real_target)
         self.fake_target = float(fake_target)
         self.label_smoothing = _check_smoothing(label_smoothing)
+
+    @property
+    def decision_threshold(self):
+        """(b - smoothing + a) / 2, the midpoint of D's targets."""
+        return (self.real_target - self.label_smoothing + self.fake_target) / 2.0
 
     def discriminator_loss(self, real_outputs, fake_outputs):
         return least_squares_discriminator_loss(
@@ -335,6 +378,12 @@ class Minkowski(Loss):
         self.real_target = float(real_target)
         self.fake_target = float(fake_target)
         self.label_smoothing = _check_smoothing(label_smoothing)
+
+    @property
+    def decision_threshold(self):
+        """The midpoint of D's targets: raw (linear), or its logit (sigmoid: D outputs logits)."""
+        midpoint = (self.real_target - self.label_smoothing + self.fake_target) / 2.0
+        return _logit(midpoint) if self.activation == "sigmoid" else midpoint
 
     def discriminator_loss(self, real_outputs, fake_outputs):
         return minkowski_discriminator_loss(

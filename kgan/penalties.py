@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from kgan import distribute
+from kgan import distribute, seeds
 
 
 def _squared_input_gradient_norm(discriminator, inputs, training):
@@ -24,6 +24,10 @@ def _squared_input_gradient_norm(discriminator, inputs, training):
 
 class Penalty:
     """Base class: `penalty(discriminator, real, fake, training=True) -> Tensor[B]`."""
+
+    #: Whether the penalty uses the generated batch (a conditional GAN then generates the
+    #: penalty's fakes with the real labels, see `kgan.gan.GAN`).
+    uses_fake = True
 
     def __call__(self, discriminator, real, fake, training=True):
         raise NotImplementedError
@@ -54,7 +58,9 @@ class GradientPenalty(Penalty):
         weight: lambda, >= 0 (10 in the paper).
         target: the norm the penalty pulls towards, > 0.
         one_sided: penalise only norms above the target.
-        seed: int or `keras.random.SeedGenerator` for alpha.
+        seed: the run seed (an int: alpha is drawn from its `penalty` stream,
+            `kgan.seeds.stream_seed(seed, "penalty")`, independent of the run's other draws) or
+            a `keras.random.SeedGenerator` (used as given).
     """
 
     def __init__(self, weight=10.0, target=1.0, one_sided=False, seed=None):
@@ -66,7 +72,7 @@ class GradientPenalty(Penalty):
         self.target = float(target)
         self.one_sided = bool(one_sided)
         self.seed = seed if isinstance(seed, keras.random.SeedGenerator) else (
-            keras.random.SeedGenerator(seed)
+            seeds.seed_generator(seed, "penalty")
         )
         self._seed_arg = None if isinstance(seed, keras.random.SeedGenerator) else seed
 
@@ -111,6 +117,8 @@ class R1(Penalty):
     Args:
         gamma: the weight, >= 0 (10 is common for images).
     """
+
+    uses_fake = False
 
     def __init__(self, gamma=10.0):
         if gamma < 0:

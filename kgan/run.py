@@ -107,6 +107,13 @@ def _validate_toolbox(config):
         raise UsageError(f"--augment-p must be in [0, 1]; got {config.augment_p}")
     if not 0 < config.ada_target < 1:
         raise UsageError(f"--ada-target must be in (0, 1); got {config.ada_target}")
+    if config.augment == "ada" and config.loss == "wasserstein":
+        raise UsageError("--augment ada needs a loss with a decision threshold: a Wasserstein critic is defined "
+                         "up to a constant, so sign(D(real)) carries no overfitting signal (use diffaugment)")
+    if (config.unroll_optimizer == "sgd") != (config.unroll_lr is not None) or (
+            config.unroll_lr is not None and not config.unroll_lr > 0):
+        raise UsageError("--unroll-lr (> 0) goes with --unroll-optimizer sgd, and only with it; "
+                         f"got --unroll-optimizer {config.unroll_optimizer} --unroll-lr {config.unroll_lr}")
     if config.progressive and config.arch != "dcgan":
         raise UsageError("--progressive grows DCGAN networks: it cannot be combined with --arch resnet")
     phase_steps = (("--progressive-steps", config.progressive_steps, 1), ("--fade-steps", config.fade_steps, 0))
@@ -260,6 +267,8 @@ def build(config, data_shape, num_classes=None, total_steps=None):
             feature_matching=config.feature_matching,
             augment=augment,
             unroll=config.unroll,
+            unroll_optimizer=config.unroll_optimizer,
+            unroll_lr=config.unroll_lr,
             clip_grad_norm=config.clip_grad_norm,
             historical_averaging=config.historical_averaging,
         )

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kgan import augment
-
+from kgan import augment, seeds
 
 
 def _images(shape=(6, 8, 10, 3), seed=0):
@@ -53,12 +52,12 @@ def np_shift(image, dy, dx):
 
 
 def np_translation(x, shift):
-    return np.stack([np_shift(image, int(dy), int(dx)) for image, (dy, dx) in zip(x, shift)])
+    return np.stack([np_shift(image, int(dy), int(dx)) for image, (dy, dx) in zip(x, shift, strict=False)])
 
 
 def np_cutout(x, corner, size):
     out = x.copy()
-    for image, (top, left) in zip(out, corner):
+    for image, (top, left) in zip(out, corner, strict=False):
         image[max(top, 0):max(top + size[0], 0), max(left, 0):max(left + size[1], 0)] = 0
     return out
 
@@ -171,7 +170,7 @@ def test_layer_equals_numpy_pipeline_with_its_own_draws():
     x = _images((32, 8, 8, 3))
     layer = augment.Augment("color,translation,cutout", p=0.3, seed=7)
     out = np.asarray(layer(x, training=True))
-    replay = keras.random.SeedGenerator(7)
+    replay = seeds.seed_generator(7, "augment")  # the layer's stream of run seed 7
     expected = x.copy()
     changed = np.zeros(len(x), bool)
     for op in layer.ops:
@@ -462,3 +461,104 @@ def test_two_replicas_equal_one_replica(two_replicas):
 
 if __name__ == "__main__":
     print(json.dumps(replicas(2)))
+
+
+# ---- ADA's decision threshold, per loss (issue 14) -------------------------------------------
+
+# Every loss ADA accepts, with the targets that move its threshold (smoothing, linear Minkowski).
+ADA_LOSSES = {
+    "non_saturating": {"class_name": "NonSaturating", "config": {}},
+    "minimax_smoothed": {"class_name": "Minimax", "config": {"label_smoothing": 0.2}},
+    "hinge": {"class_name": "Hinge", "config": {}},
+    "least_squares": {"class_name": "LeastSquares", "config": {}},
+    "least_squares_smoothed": {"class_name": "LeastSquares", "config": {"label_smoothing": 0.3}},
+    "minkowski_sigmoid": {"class_name": "Minkowski", "config": {"p": 4}},
+    "minkowski_sigmoid_smoothed": {"class_name": "Minkowski", "config": {"p": 3, "label_smoothing": 0.2}},
+    "minkowski_linear": {"class_name": "Minkowski", "config": {"p": 4, "activation": "linear"}},
+    "minkowski_linear_targets": {"class_name": "Minkowski",
+                                 "config": {"p": 2, "activation": "linear", "real_target": 2.0, "fake_target": -1.0}},
+}
+
+
+def _undecided_output(loss_fn):
+    """D's output when real and fake are the same distribution: argmin_c L_D(c, c) on a fine grid,
+    independently of `decision_threshold` (the midpoint of the minimisers: hinge's are [-1, 1])."""
+    grid = np.linspace(-6.0, 6.0, 120001).astype("float64")
+    values = np.asarray(loss_fn.discriminator_loss(grid, grid), "float64")
+    minimisers = grid[values <= values.min() + 1e-7]
+    return float((minimisers[0] + minimisers[-1]) / 2)
+
+
+def _threshold_gan(loss_fn, centre, spread, real_sign):
+    """A GAN whose D outputs `centre + spread * tanh(20 mean(x)) * real_sign` on any image (a zero
+    Dense adds nothing; lr 0: nothing moves) and ADA starting at p = 0, interval 1."""
+    from kgan import gan, networks
+
+    keras.utils.set_random_seed(0)
+    generator, _ = networks.build((8, 8, 1), 8, batch_norm=False)
+    x = keras.Input((8, 8, 1))
+    flat = keras.layers.Flatten()(x)
+    zero = keras.layers.Dense(1, kernel_initializer="zeros")(flat)
+    signal = keras.layers.Lambda(lambda f: centre + spread * real_sign * keras.ops.tanh(
+        20.0 * keras.ops.mean(f, axis=-1, keepdims=True)))(flat)
+    discriminator = keras.Model(x, keras.layers.Add()([zero, signal]))
+    ada = augment.AdaptiveAugment("translation", p=0.0, target=0.6, interval=1, speed_kimg=0.1, seed=1)
+    model = gan.GAN(generator, discriminator, seed=0, augment=ada)
+    model.compile(keras.optimizers.SGD(0.0), keras.optimizers.SGD(0.0), loss=loss_fn)
+    return model
+
+
+@pytest.mark.parametrize("name", sorted(ADA_LOSSES))
+def test_ada_threshold_is_the_undecided_output_and_p_holds_for_an_undecided_d(name):
+    """An undecided D (outputs at the loss's minimiser for real = fake, half the reals just above,
+    half just below) gives r_t = 0 and p stays at 0; the old r_t = E[sign D(real)] read
+    r_t = 1 for least squares / linear Minkowski (targets 0 and 1) and pushed p up at full speed."""
+    from kgan import losses as losses_lib
+
+    loss_fn = losses_lib.get(ADA_LOSSES[name])
+    centre = _undecided_output(loss_fn)
+    assert loss_fn.decision_threshold == pytest.approx(centre, abs=2e-4)
+    images = np.where(np.arange(32)[:, None, None, None] % 2 == 0, 0.5, -0.5) * np.ones((32, 8, 8, 1))
+    model = _threshold_gan(loss_fn, loss_fn.decision_threshold, 0.01, 1.0)
+    model.fit(images.astype("float32"), batch_size=16, epochs=2, verbose=0, shuffle=False)
+    assert float(model.augment.r_t.numpy()) == 0.0
+    assert float(model.augment.p.numpy()) == 0.0
+
+
+@pytest.mark.parametrize("name", sorted(ADA_LOSSES))
+def test_ada_p_rises_for_an_overfitting_d_under_every_allowed_loss(name):
+    """D confidently on the real side of its threshold on every real (0.3 above the undecided
+    output): r_t = 1 > 0.6, so p rises by N / (speed_kimg * 1000) = 16 / 100 per update."""
+    from kgan import losses as losses_lib
+
+    loss_fn = losses_lib.get(ADA_LOSSES[name])
+    images = 0.5 * np.ones((32, 8, 8, 1), "float32")  # every real has mean > 0
+    model = _threshold_gan(loss_fn, loss_fn.decision_threshold, 0.3, 1.0)
+    model.fit(images, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    assert float(model.augment.r_t.numpy()) == 1.0
+    assert float(model.augment.p.numpy()) == pytest.approx(0.32, abs=1e-6)
+    # ... and an underfitting one (on the fake side) lowers it back to 0 (it starts at 0: stays).
+    low = _threshold_gan(loss_fn, loss_fn.decision_threshold, 0.3, -1.0)
+    low.fit(images, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    assert float(low.augment.r_t.numpy()) == -1.0 and float(low.augment.p.numpy()) == 0.0
+
+
+def test_ada_is_refused_with_a_wasserstein_loss(tmp_path, capsys, monkeypatch):
+    """No decision threshold for a critic defined up to a constant: GAN.compile raises, and
+    `kgan train --augment ada --loss wasserstein` is one line on stderr, exit 2, nothing written."""
+    from kgan import cli, gan, networks
+    from kgan import losses as losses_lib
+
+    assert losses_lib.Wasserstein().decision_threshold is None
+    generator, discriminator = networks.build((8, 8, 1), 8, batch_norm=False)
+    model = gan.GAN(generator, discriminator, augment="ada")
+    with pytest.raises(ValueError, match="decision threshold"):
+        model.compile(keras.optimizers.SGD(0.0), keras.optimizers.SGD(0.0), loss="wasserstein")
+    gan.GAN(generator, discriminator, augment="diffaugment").compile(
+        keras.optimizers.SGD(0.0), keras.optimizers.SGD(0.0), loss="wasserstein")  # DiffAugment is fine
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--dataset", "digits", "--loss", "wasserstein", "--augment", "ada", "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "decision threshold" in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kgan import checkpoint, gan, networks, penalties
+from kgan import checkpoint, gan, networks, penalties, seeds
 from kgan.augment import AdaptiveAugment, Augment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,10 +71,13 @@ def run_steps(model, steps):
     return history
 
 
-def ema_closed_form(initial, history, decay, start):
-    """NumPy: avg_t = decay avg_{t-1} + (1 - decay) w_t for t > start, else w_t (trainable)."""
+def ema_closed_form(initial, history, ema, start):
+    """NumPy: avg_t = d_s avg_{t-1} + (1 - d_s) w_t for t > start, else w_t (trainable), with the
+    warm-up d_s = min(ema, (1 + s) / (10 + s)), s = t - start (TF's ExponentialMovingAverage)."""
     average = [np.array(w, dtype="float64") for w in initial]
     for t, raw in enumerate(history, start=1):
+        s = t - start
+        decay = min(ema, (1 + s) / (10 + s))
         average = [decay * a + (1 - decay) * w if t > start else np.array(w, dtype="float64")
                    for a, w in zip(average, raw, strict=True)]
     return average
@@ -174,7 +177,7 @@ def test_feature_matching_gradient_equals_the_numpy_gradient():
     model.compile(keras.optimizers.SGD(0.0), keras.optimizers.SGD(1.0), loss="non_saturating")
     real = np.random.default_rng(5).normal(size=(16, 2)).astype("float32")
     history = model.fit(real, batch_size=16, epochs=1, verbose=0, shuffle=False).history
-    noise = keras.random.SeedGenerator(0)
+    noise = seeds.seed_generator(0, "latent")  # the model's latent stream
     keras.random.normal((16, 2), seed=noise)  # the discriminator update's draw
     z = keras.random.normal((16, 2), seed=noise).numpy().astype("float64")
 
@@ -220,7 +223,7 @@ def test_clip_grad_norm_applies_the_clipped_global_gradient():
     d1 = [np.array(v.numpy()) for v in discriminator.trainable_variables]
 
     # Reference gradients at the weights each update saw, with the same noise draws.
-    noise = keras.random.SeedGenerator(0)
+    noise = seeds.seed_generator(0, "latent")  # the model's latent stream
     z_d, z_g = keras.random.normal((16, 3), seed=noise), keras.random.normal((16, 3), seed=noise)
     loss = model.loss_fn
     for v, w in zip(generator.trainable_variables + discriminator.trainable_variables, g0 + d0, strict=True):
@@ -283,7 +286,7 @@ class SpyAugment(Augment):
         self.calls += 1
         return super().call(images, training=training)
 
-    def update(self, real_outputs):
+    def update(self, real_outputs, threshold=0.0):
         self.updates.append(real_outputs)
 
 
@@ -340,19 +343,19 @@ def test_unroll_trains_g_against_the_unrolled_discriminator(monkeypatch):
     g0 = [np.array(v.numpy()) for v in generator.trainable_variables]
     model.train_step(tf.constant(POINTS))  # eager
     (args, kwargs), = calls
-    assert kwargs["steps"] == 2 and float(kwargs["learning_rate"]) == 0.5 and args[0] is discriminator
+    assert kwargs["steps"] == 2 and kwargs["optimizer"] is model.d_optimizer and args[0] is discriminator
     np.testing.assert_array_equal(np.array(args[2]), POINTS)  # the critic's real batch
     assert args[3] is args[4]  # unrolled on the fake batch, evaluated on it
 
     g1 = [np.array(v.numpy()) for v in generator.trainable_variables]
     for v, w in zip(generator.trainable_variables, g0, strict=True):
         v.assign(w)
-    noise = keras.random.SeedGenerator(0)
+    noise = seeds.seed_generator(0, "latent")  # the model's latent stream
     keras.random.normal((16, 3), seed=noise)  # the critic update's draw
     z = keras.random.normal((16, 3), seed=noise)
     with tf.GradientTape() as tape:
         fake = generator(z, training=True)
-        outputs = real_function(discriminator, model.loss_fn, tf.constant(POINTS), fake, fake, 2, 0.5)
+        outputs = real_function(discriminator, model.loss_fn, tf.constant(POINTS), fake, fake, 2, model.d_optimizer)
         loss = tf.reduce_mean(model.loss_fn.generator_loss(outputs))
     gradients = tape.gradient(loss, generator.trainable_variables)
     for before, after, gradient in zip(g0, g1, gradients, strict=True):
@@ -413,7 +416,7 @@ def test_historical_averages_are_updated_after_every_update_and_checkpointed(tmp
             np.testing.assert_allclose(mean.numpy(), np.mean([h[i] for h in history[player]], axis=0), rtol=1e-5,
                                        atol=1e-7)
     variables = model.discriminator.trainable_variables
-    expected = 0.5 * sum(np.sum((v.numpy() - m.numpy()) ** 2) for v, m in zip(variables, model.d_historical.means))
+    expected = 0.5 * sum(np.sum((v.numpy() - m.numpy()) ** 2) for v, m in zip(variables, model.d_historical.means, strict=False))
     np.testing.assert_allclose(float(model.d_historical(variables)), expected, rtol=1e-5)
     assert expected > 0
     model.save_weights(tmp_path / "gan.weights.h5")
@@ -444,11 +447,12 @@ def test_conditional_labels_are_split_like_the_images_and_fake_labels_drawn_from
 
     # lr 0: nothing moved, so the logged d_loss is that of the second critic batch... averaged
     # with the first; recompute both with the same draws: z, then labels, per update.
-    noise = keras.random.SeedGenerator(0)
+    noise = seeds.seed_generator(0, "latent")  # the model's latent stream
+    label_stream = seeds.seed_generator(0, "labels")  # ... and its own stream of fake labels
     expected = []
     for k in range(2):
         z = keras.random.normal((16, 16), seed=noise)
-        fake_labels = keras.random.randint((16,), 0, 10, seed=noise, dtype="int32")
+        fake_labels = keras.random.randint((16,), 0, 10, seed=label_stream, dtype="int32")
         fake = model.generator([z, fake_labels], training=True)
         expected.append(model.loss_fn.discriminator_loss(
             model.discriminator([IMAGES[k::2], LABELS[k::2]], training=True),
@@ -622,3 +626,147 @@ def test_two_replicas_equal_one_replica_with_the_options(replica_equivalence, ca
 
 if __name__ == "__main__":
     print(json.dumps(compare_replicas(sys.argv[1:] or list(REPLICA_CASES))))
+
+
+# ---- issue 14: EMA warm-up, random streams, conditional / noisy penalties, unrolled Adam -------
+
+
+def test_ema_first_averaged_update_is_two_elevenths_of_the_previous_average():
+    """ema 0.999, ema_start 0: after update 1 the copy is (2/11) w_0 + (9/11) w_1 (TF's
+    ExponentialMovingAverage warm-up), not 0.999 w_0 + 0.001 w_1; after 3 it follows the NumPy
+    recursion with decays 2/11, 3/12, 4/13."""
+    model = ema_gan(ema=0.999, ema_start=0)
+    initial = [np.array(v.numpy()) for v in model.generator.weights]
+    history = run_steps(model, 1)
+    for variable, w0, w1, raw in zip(model.ema_generator.weights, initial, history[0], model.generator.weights,
+                                     strict=True):
+        if raw.trainable:
+            np.testing.assert_allclose(variable.numpy(), 2 / 11 * w0 + 9 / 11 * w1, rtol=1e-5, atol=1e-7)
+    history += run_steps(model, 2)
+    expected = ema_closed_form(initial, history, 0.999, 0)
+    for variable, want, raw in zip(model.ema_generator.weights, expected, model.generator.weights, strict=True):
+        if raw.trainable:
+            np.testing.assert_allclose(variable.numpy(), want, rtol=1e-5, atol=1e-7)
+    assert float(model.ema_decay(1)) == pytest.approx(2 / 11) and float(model.ema_decay(10**6)) == pytest.approx(0.999)
+
+
+def test_random_streams_of_one_run_are_distinct_and_resume_restores_them(tmp_path):
+    """Latent noise, fake labels, instance noise, the GP's alpha and the augmentation each draw
+    from their own seed (kgan.seeds): their first uniforms all differ (the landed code seeded the
+    GP and the augmentation alike, [seed, 0], so alpha repeated augment's draws); a checkpoint
+    stores and restores every stream."""
+    model = image_gan(penalty=penalties.GradientPenalty(1.0, seed=0), num_classes=10, instance_noise=0.1,
+                      augment=Augment("color", p=0.5, seed=0))
+    generators = checkpoint.seed_generators(model)
+    assert set(generators) == {"noise", "labels", "instance_noise", "penalty", "augment"}
+    firsts = {}
+    for name, generator in generators.items():
+        fresh = keras.random.SeedGenerator(0)
+        fresh.state.assign(generator.state)
+        firsts[name] = np.asarray(keras.random.uniform((16,), seed=fresh))
+    names = sorted(firsts)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert not np.allclose(firsts[a], firsts[b]), (a, b)
+    assert seeds.stream_seed(0, "penalty") != seeds.stream_seed(0, "augment") != seeds.stream_seed(0, "latent")
+    assert seeds.stream_seed(0, "latent") == int(np.random.SeedSequence(0).spawn(5)[0].generate_state(1)[0])
+
+    model.train_step((tf.constant(IMAGES), tf.constant(LABELS)))
+    store = checkpoint.Checkpoints(str(tmp_path))
+    path = store.save(model, epoch=1)
+    states = {name: g.state.numpy().copy() for name, g in generators.items()}
+    other = image_gan(penalty=penalties.GradientPenalty(1.0, seed=0), num_classes=10, instance_noise=0.1,
+                      augment=Augment("color", p=0.5, seed=0))
+    store.restore(other, path)
+    for name, generator in checkpoint.seed_generators(other).items():
+        np.testing.assert_array_equal(generator.state.numpy(), states[name], err_msg=name)
+
+
+class SpyPenalty(penalties.GradientPenalty):
+    """A gradient penalty recording the (real, fake) batches it is given."""
+
+    def __init__(self, **kwargs):
+        super().__init__(1.0, seed=0, **kwargs)
+        self.seen = []
+
+    def __call__(self, discriminator, real, fake, training=True, alpha=None):
+        self.seen.append((np.array(real), np.array(fake)))
+        return super().__call__(discriminator, real, fake, training=training, alpha=alpha)
+
+
+def test_conditional_gradient_penalty_fakes_have_the_real_labels():
+    """The penalty's fakes are G(z, real labels), z the update's latents: each interpolate mixes a
+    real image with a fake of ITS class (the landed code used the fakes of random labels)."""
+    spy = SpyPenalty()
+    model = image_gan(lr=0.0, num_classes=10, penalty=spy, optimizer=keras.optimizers.SGD)
+    rng = np.random.default_rng(3)
+    for variable in model.generator.trainable_variables:  # class embeddings away from their init
+        variable.assign(variable.numpy() + rng.normal(0.0, 0.2, variable.shape).astype("float32"))
+    model.train_step((tf.constant(IMAGES[:16]), tf.constant(LABELS[:16])))
+    (real, fake), = spy.seen
+    z = keras.random.normal((16, 16), seed=seeds.seed_generator(0, "latent"))
+    np.testing.assert_array_equal(real, IMAGES[:16])
+    expected = model.generator([z, tf.constant(LABELS[:16])], training=True).numpy()
+    np.testing.assert_allclose(fake, expected, rtol=1e-5, atol=1e-6)
+    fake_labels = keras.random.randint((16,), 0, 10, seed=seeds.seed_generator(0, "labels"), dtype="int32")
+    other = model.generator([z, fake_labels], training=True).numpy()
+    assert np.abs(fake - other).max() > 1e-3
+
+
+def test_penalty_sees_the_noisy_inputs_d_is_trained_on():
+    """D(x) = |x|^2 / 2 (+ a zero Dense): R1 = gamma/2 |x + n|^2 with n the THIRD draw of the
+    instance-noise stream (after the real and fake batches' noise), not gamma/2 |x|^2."""
+    keras.utils.set_random_seed(0)
+    generator, _ = mlp_pair()
+    x = keras.Input((2,))
+    square = keras.layers.Lambda(lambda v: 0.5 * keras.ops.sum(keras.ops.square(v), axis=-1, keepdims=True))(x)
+    discriminator = keras.Model(x, keras.layers.Add()([keras.layers.Dense(1, kernel_initializer="zeros")(x), square]))
+    model = gan.GAN(generator, discriminator, seed=0, instance_noise=2.0)
+    model.compile(keras.optimizers.SGD(0.0), keras.optimizers.SGD(0.0), loss="hinge", penalty=penalties.R1(3.0))
+    model.train_step(tf.constant(POINTS))
+    stream = seeds.seed_generator(0, "instance_noise")
+    draws = [np.asarray(keras.random.normal((16, 2), stddev=2.0, seed=stream)) for _ in range(3)]
+    noisy = 1.5 * np.mean(np.sum((POINTS + draws[2]) ** 2, axis=1))
+    clean = 1.5 * np.mean(np.sum(POINTS**2, axis=1))
+    np.testing.assert_allclose(float(model.penalty_tracker.result()), noisy, rtol=1e-5)
+    assert abs(noisy - clean) > 1.0
+
+
+def test_unrolled_adam_under_fit_leaves_d_and_its_optimizer_to_their_own_updates():
+    """unroll 3 with Adam in `fit` (tf.function): D's optimizer counts only D's real updates, and
+    the unrolled run differs from unroll 0 only through G (D's first update is the same)."""
+    def run(unroll, **options):
+        model = image_gan(unroll=unroll, **options)
+        model.fit(IMAGES, batch_size=16, epochs=1, verbose=0, shuffle=False)
+        return model
+
+    plain, unrolled_model = run(0), run(3)
+    assert int(unrolled_model.d_optimizer.iterations) == 2 and int(unrolled_model.g_optimizer.iterations) == 2
+    assert max(float(np.abs(a - b).max()) for a, b in zip(weights(plain), weights(unrolled_model), strict=True)) > 0
+    sgd_model = run(2, unroll_optimizer="sgd", unroll_lr=0.1)
+    assert sgd_model.get_config()["unroll_lr"] == 0.1 and int(sgd_model.d_optimizer.iterations) == 2
+    with pytest.raises(ValueError, match="unroll_lr"):
+        gan.GAN(*mlp_pair(), unroll=2, unroll_optimizer="sgd")
+    with pytest.raises(ValueError, match="unroll_lr"):
+        gan.GAN(*mlp_pair(), unroll=2, unroll_lr=0.1)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--unroll", "2", "--unroll-optimizer", "sgd"], "--unroll-lr"),
+    (["--unroll", "2", "--unroll-lr", "0.1"], "--unroll-lr"),
+    (["--unroll", "2", "--unroll-optimizer", "sgd", "--unroll-lr", "0"], "--unroll-lr"),
+])
+def test_unroll_sgd_needs_its_own_learning_rate_on_the_command_line(tmp_path, capsys, monkeypatch, argv, expected):
+    from kgan import cli, run
+    from kgan.config import TrainConfig
+
+    model = run.build(TrainConfig(unroll=2, unroll_optimizer="sgd", unroll_lr=0.05), (8, 8, 1))
+    assert (model.unroll_optimizer, model.unroll_lr) == ("sgd", 0.05)
+    assert float(model._unrolled_optimizer().learning_rate.numpy()) == pytest.approx(0.05)
+    assert run.build(TrainConfig(unroll=2), (8, 8, 1))._unrolled_optimizer() is not None
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--epochs", "1", *argv])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and expected in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []

@@ -474,3 +474,11 @@ def test_mode_metrics_validates_inputs():
         metrics.mode_metrics(np.zeros((4, 3)), "ring8")
     with pytest.raises(ValueError, match="at least 1 samples"):
         metrics.mode_metrics(np.zeros((0, 2)), "grid25")
+
+
+def test_frechet_docstrings_name_the_real_default_method():
+    import inspect
+
+    for function in (metrics.frechet_distance, metrics.frechet_distance_from_statistics):
+        default = inspect.signature(function).parameters["method"].default
+        assert default == "cholesky" and f'"{default}" (default' in function.__doc__, function.__name__

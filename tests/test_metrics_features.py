@@ -278,3 +278,76 @@ def test_classifier_on_user_data(tmp_path):
     net = metrics.load_classifier("bright", data=data, cache_dir=str(tmp_path), epochs=5)
     assert net.num_classes == 2 and net.test_accuracy >= 0.9
     assert (tmp_path / "classifier_bright" / "model.keras").is_file()
+
+
+def test_classifier_is_trained_at_the_requested_resolution(tmp_path):
+    """digits at 16: the classifier takes [N, 16, 16, 1], its training images are the 8 x 8 digits
+    resized as kgan.data.load resizes them, and its cache is separate from the 8 x 8 one."""
+    import tensorflow as tf
+
+    from kgan.metrics import classifier as classifier_module
+
+    x_train, y_train, x_test, y_test = classifier_module.load_digits_split()
+    seen = {}
+
+    def loader(seed):
+        return x_train[:200], y_train[:200], x_test[:50], y_test[:50]
+
+    def spy(x, *args, **kwargs):
+        seen["x"] = x
+        return real_train(x, *args, **kwargs)
+
+    real_train = classifier_module.train_classifier
+    classifier_module.train_classifier = spy
+    try:
+        net = metrics.load_classifier("digits", data=loader, cache_dir=str(tmp_path), epochs=1, image_size=16)
+    finally:
+        classifier_module.train_classifier = real_train
+    assert net.input_shape == (16, 16, 1) and net.info["image_size"] == 16 and net.path.endswith("classifier_digits_16px")
+    np.testing.assert_allclose(seen["x"], tf.image.resize(x_train[:200], (16, 16)).numpy(), atol=1e-6)
+    assert net.features(np.zeros((3, 16, 16, 1), np.float32)).shape == (3, 128)
+    again = metrics.load_classifier("digits", data=loader, cache_dir=str(tmp_path), epochs=1, image_size=16)
+    assert again.from_cache and again.input_shape == (16, 16, 1)
+    native = metrics.load_classifier("digits", data=loader, cache_dir=str(tmp_path), epochs=1, image_size=8)
+    assert not native.from_cache and native.input_shape == (8, 8, 1) and native.info["image_size"] is None
+
+
+def test_stacked_digit_modes_at_16_use_a_16_pixel_classifier(tmp_path, monkeypatch):
+    from kgan.metrics import classifier as classifier_module
+
+    monkeypatch.setitem(classifier_module._DATASETS, "digits", (classifier_module.load_digits_split, 1, 10))
+    monkeypatch.setenv("KGAN_FEATURE_EXTRACTORS_DIR", str(tmp_path))
+    samples = np.random.default_rng(0).uniform(-1, 1, (20, 16, 16, 3)).astype("float32")
+    result = metrics.mode_metrics(samples, "stacked_digits")
+    assert 1 <= result["modes_captured"] <= 20
+    assert (tmp_path / "classifier_digits_16px" / "model.keras").is_file()
+
+
+def test_mnist_fcd_through_kgan_train_and_kgan_evaluate(tmp_path, monkeypatch, capsys):
+    """The whole mnist path on tfds mock data: the GAN trains at 32 x 32, so `--metrics fcd`
+    trains "classifier:mnist" at 32 (the landed code: "classifier:mnist takes images of shape
+    [N, 28, 28, 1], got [.., 32, 32, 1]"), and `kgan evaluate` scores the export with it."""
+    import json
+
+    import tensorflow_datasets as tfds
+
+    from kgan import cli, data
+    from kgan.metrics import classifier as classifier_module
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(data, "_network_available", lambda *a, **k: True)
+    monkeypatch.setitem(classifier_module._DATASETS, "mnist", (classifier_module._tfds_loader("mnist"), 1, 10))
+    monkeypatch.setenv("KGAN_FEATURE_EXTRACTORS_DIR", str(tmp_path / "features"))
+    with tfds.testing.mock_data(num_examples=64, policy=tfds.testing.MockPolicy.USE_CODE):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["train", "--dataset", "mnist", "--epochs", "1", "--batch-size", "32", "--latent-dim", "8",
+                      "--metrics", "fcd", "--metrics-samples", "64", "--checkpoint-every", "0", "--run-name", "m"])
+        assert exit_info.value.code == 0, capsys.readouterr().err
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["evaluate", "--model", "saved_models/m/generator", "--dataset", "mnist", "--metrics", "fcd",
+                      "--num-samples", "64", "--num-real", "64", "--json", "report.json"])
+        assert exit_info.value.code == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert np.isfinite(report["metrics"]["fcd"]) and report["metrics"]["fcd"] > 0
+    info = json.loads((tmp_path / "features" / "classifier_mnist_32px" / "classifier.json").read_text())
+    assert info["image_size"] == 32 and info["input_shape"] == [32, 32, 1]

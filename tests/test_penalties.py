@@ -162,7 +162,7 @@ def test_mask_gradient_activations_give_keras_values_and_gradients_of_every_orde
     expected_values, expected_gradients = penalty_and_gradients(reference)
     np.testing.assert_allclose(values, expected_values, rtol=1e-6)
     assert np.all(values > 0)
-    for variable, got, expected in zip(fast.trainable_variables, gradients, expected_gradients):
+    for variable, got, expected in zip(fast.trainable_variables, gradients, expected_gradients, strict=False):
         if got is None:  # the biases: the input gradient does not depend on them
             assert "bias" in variable.path
             assert expected is None or not np.any(expected)  # Keras: None (dense) or zeros (conv)

@@ -14,7 +14,6 @@ import tensorflow as tf
 from kgan.regularizers import HistoricalAveraging
 
 
-
 def _dense(seed=0):
     layer = keras.layers.Dense(2)
     layer.build((None, 3))
@@ -75,10 +74,10 @@ def test_penalty_and_gradient_equal_numpy():
         penalty = regularizer(layer.trainable_variables)
     gradients = tape.gradient(penalty, layer.trainable_variables)
 
-    expected = weight * sum(np.sum((c.astype("float64") - m) ** 2) for c, m in zip(current, means))
+    expected = weight * sum(np.sum((c.astype("float64") - m) ** 2) for c, m in zip(current, means, strict=False))
     assert penalty.dtype == "float32" and penalty.shape == ()
     np.testing.assert_allclose(float(penalty), expected, rtol=1e-5)
-    for gradient, c, m in zip(gradients, current, means):
+    for gradient, c, m in zip(gradients, current, means, strict=False):
         np.testing.assert_allclose(gradient.numpy(), 2 * weight * (c - m), rtol=1e-5, atol=1e-6)
     # In a graph too.
     np.testing.assert_allclose(float(tf.function(lambda: regularizer(layer.trainable_variables))()), expected,
@@ -127,7 +126,7 @@ def test_save_and_load_weights_restore_mean_and_count(tmp_path):
     assert np.abs(restored.historical.means[0].numpy() - model.historical.means[0].numpy()).max() > 0.1
     restored.load_weights(path)
     assert int(restored.historical.count.numpy()) == 4
-    for a, b in zip(restored.historical.means, model.historical.means):
+    for a, b in zip(restored.historical.means, model.historical.means, strict=False):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     np.testing.assert_array_equal(restored.dense.kernel.numpy(), model.dense.kernel.numpy())
     assert float(restored.historical(restored.dense.trainable_variables)) == pytest.approx(
@@ -209,7 +208,7 @@ def test_two_replicas_hold_the_same_state_as_one(two_replicas):
     one, two = replicas(1), two_replicas
     assert two["replicas"] == 2 and one["replicas"] == 1
     assert one["count"] == [5] and two["count"] == [5, 5]
-    for mean_one, mean_two in zip(one["means"], two["means"]):
+    for mean_one, mean_two in zip(one["means"], two["means"], strict=False):
         for local in mean_two:  # each replica's copy equals the single replica's
             np.testing.assert_allclose(local, mean_one[0], rtol=1e-6, atol=1e-7)
     initial = _dense().get_weights()

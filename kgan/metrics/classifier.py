@@ -1,9 +1,16 @@
 """Dataset-specific classifiers as feature networks ("classifier:<dataset>").
 
-A small CNN that kgan trains once on a labelled dataset and caches:
+A small CNN that kgan trains once on a labelled dataset, at a given resolution, and caches:
 
-    <cache_dir>/classifier_<dataset>/model.keras       the Keras model (logits output)
-    <cache_dir>/classifier_<dataset>/classifier.json   held-out test accuracy and settings
+    <cache_dir>/classifier_<dataset>[_<size>px]/model.keras       the Keras model (logits output)
+    <cache_dir>/classifier_<dataset>[_<size>px]/classifier.json   held-out test accuracy and settings
+
+A GAN's images must be scored at the resolution it trains at: `kgan.data.load` gives mnist and
+fashion_mnist at 32 x 32 (28 is not a DCGAN size) and digits at 8, 16 or 32. With `image_size`
+the classifier's training and test images are resized as `kgan.data.load` resizes the GAN's
+(digits: `tf.image.resize`, bilinear; tfds datasets: bilinear with antialiasing, then clipped to
+[-1, 1]) and the cache (directory and key) is per size; the dataset's native size (digits 8,
+mnist 28, cifar10 32) keeps the plain directory.
 
 `cache_dir` defaults to saved_models/feature_extractors ($KGAN_FEATURE_EXTRACTORS_DIR). Its
 penultimate layer ("features", 128-d) gives the Frechet Classifier Distance (FCD: the FID
@@ -97,6 +104,26 @@ _DATASETS = {
     "fashion_mnist": (_tfds_loader("fashion_mnist"), 5, 10),
     "cifar10": (_tfds_loader("cifar10"), 15, 10),
 }
+#: Native image size, and whether `kgan.data.load` resizes it with antialiasing (tfds) or not.
+_NATIVE = {"digits": (8, False), "mnist": (28, True), "fashion_mnist": (28, True), "cifar10": (32, True)}
+
+
+def resize_images(images, image_size, antialias):
+    """Images [N, H, W, C] in [-1, 1] resized to image_size x image_size as `kgan.data.load` does.
+
+    Resizing is linear with weights summing to 1, so resizing the [-1, 1] images equals
+    resizing the uint8 ones and then scaling (as the data loader does), up to round-off.
+    """
+    import tensorflow as tf
+
+    images = np.asarray(images, np.float32)
+    if images.shape[1:3] == (image_size, image_size):
+        return images
+    out = []
+    for start in range(0, len(images), 4096):
+        resized = tf.image.resize(images[start:start + 4096], (image_size, image_size), antialias=antialias)
+        out.append(np.clip(resized.numpy(), -1.0, 1.0))
+    return np.concatenate(out) if out else images.reshape((0, image_size, image_size, images.shape[-1]))
 
 
 def register_classifier_dataset(name, loader, epochs=10, num_classes=None):
@@ -240,6 +267,7 @@ class Classifier(FeatureExtractor):
         self.test_accuracy = float(info["test_accuracy"])
         self.path = path
         self.from_cache = bool(from_cache)
+        self.image_size = info.get("image_size")
         self._both = keras.Model(
             model.input, [model.get_layer("features").output, model.output]
         )
@@ -256,7 +284,8 @@ class Classifier(FeatureExtractor):
         if batch.shape[1:] != self.input_shape:
             raise ValueError(
                 f"{self.name} takes images of shape [N, {', '.join(map(str, self.input_shape))}]"
-                f", got {list(batch.shape)}."
+                f", got {list(batch.shape)}: load it with image_size={batch.shape[1]} "
+                "(kgan.metrics.load_classifier) to score images of that size."
             )
         features, logits = self._both(batch, training=False)
         return np.asarray(features), np.asarray(logits)
@@ -265,21 +294,22 @@ class Classifier(FeatureExtractor):
         return {**super().describe(), "classifier_test_accuracy": self.test_accuracy}
 
 
-def _cache_key(dataset, seed, epochs):
+def _cache_key(dataset, seed, epochs, image_size):
     return {
         "dataset": dataset,
         "seed": int(seed),
         "epochs": int(epochs),
         "architecture_version": ARCHITECTURE_VERSION,
+        "image_size": image_size,
     }
 
 
 def load_classifier(dataset="digits", *, data=None, cache_dir=None, seed=0, epochs=None,
-                    retrain=False, batch_size=256, verbose=0):
+                    retrain=False, batch_size=256, verbose=0, image_size=None):
     """The "classifier:<dataset>" feature network: loaded from the cache, or trained and cached.
 
-    The cache is reused when its classifier.json has the same dataset, seed, epochs and
-    architecture version; otherwise (or with `retrain=True`) the classifier is trained again
+    The cache is reused when its classifier.json has the same dataset, seed, epochs, image size
+    and architecture version; otherwise (or with `retrain=True`) the classifier is trained again
     and the cache overwritten (model first, JSON last, each by atomic rename).
 
     Args:
@@ -293,6 +323,9 @@ def load_classifier(dataset="digits", *, data=None, cache_dir=None, seed=0, epoc
         retrain: train even if a matching cache exists.
         batch_size: images per call when extracting features.
         verbose: Keras `fit` verbosity while training.
+        image_size: the resolution (int) of the images to score, e.g. a GAN's `--image-size`;
+            the classifier is trained on the dataset's images resized to it. None: the
+            dataset's native size (the images as loaded).
 
     Returns:
         A `Classifier` (`.from_cache` tells whether it was trained by this call).
@@ -312,13 +345,22 @@ def load_classifier(dataset="digits", *, data=None, cache_dir=None, seed=0, epoc
         )
     _, default_epochs, num_classes = _DATASETS.get(dataset, (None, 10, None))
     epochs = int(epochs or default_epochs)
-    path = os.path.join(cache_dir or default_cache_dir(), f"classifier_{dataset}")
+    native, antialias = _NATIVE.get(dataset, (None, True))
+    if image_size is not None:
+        image_size = int(image_size)
+        if image_size < 1:
+            raise ValueError(f"classifier image_size must be a positive int, got {image_size}.")
+    if image_size == native:
+        image_size = None
+    folder = f"classifier_{dataset}" if image_size is None else f"classifier_{dataset}_{image_size}px"
+    path = os.path.join(cache_dir or default_cache_dir(), folder)
     model_path, info_path = os.path.join(path, MODEL_FILE), os.path.join(path, INFO_FILE)
-    key = _cache_key(dataset, seed, epochs)
+    key = _cache_key(dataset, seed, epochs, image_size)
 
     if not retrain and os.path.isfile(info_path) and os.path.isfile(model_path):
         with open(info_path) as f:
             info = json.load(f)
+        info.setdefault("image_size", None)  # caches made before sizes existed: native size
         if all(info.get(k) == v for k, v in key.items()):
             model = keras.saving.load_model(model_path, compile=False)
             return Classifier(dataset, model, info, path, from_cache=True, batch_size=batch_size)
@@ -327,6 +369,9 @@ def load_classifier(dataset="digits", *, data=None, cache_dir=None, seed=0, epoc
         data = _DATASETS[dataset][0]
     arrays = data(seed) if callable(data) else data
     x_train, y_train, x_test, y_test = arrays
+    if image_size is not None:
+        x_train = resize_images(x_train, image_size, antialias)
+        x_test = resize_images(x_test, image_size, antialias)
     start = time.perf_counter()
     model, accuracy = train_classifier(
         x_train, y_train, x_test, y_test, num_classes=num_classes, seed=seed, epochs=epochs,

@@ -346,8 +346,8 @@ def frechet_distance(a, b, method="cholesky"):
     Args:
         a: activations `[n_a, d]` (n_a >= 2), or an `ActivationStatistics`.
         b: activations `[n_b, d]` (n_b >= 2), or an `ActivationStatistics`.
-        method: "eigh" (default) or "cholesky" (faster; falls back to "eigh" when the first
-            covariance is not positive definite); see `trace_sqrt_product`.
+        method: "cholesky" (default; faster, falls back to "eigh" when the first covariance
+            is not positive definite) or "eigh"; see `trace_sqrt_product`.
 
     Returns:
         The squared Frechet distance as a Python float.

@@ -237,7 +237,8 @@ def mode_metrics(samples, dataset, classifier=None, batch_size=256):
         if classifier is None:
             from kgan.metrics.features import get_feature_extractor
 
-            classifier = get_feature_extractor(f"classifier:{STACKED_DATASETS[dataset]}")
+            classifier = get_feature_extractor(f"classifier:{STACKED_DATASETS[dataset]}",
+                                               image_size=int(np.shape(samples)[1]))
         return stacked_mode_metrics(samples, classifier, batch_size=batch_size)
     raise ValueError(
         f"Unknown mode-metrics dataset: {dataset!r}; expected one of "
