@@ -509,12 +509,16 @@ class GAN(keras.Model):
         it) and loss scaling is undone for the norm. Clipped, the global gradient is scaled by
         `clip / max(norm, clip)` (`tf.clip_by_global_norm`) and divided by the number of
         replicas, since the optimizer sums what every replica gives it.
+
+        Sparse gradients (`tf.IndexedSlices`, e.g. of a conditional network's class embedding)
+        are made dense first: Keras 3.15's Adam squares an IndexedSlices row by row before
+        summing duplicate indices, so a batch with a repeated label updated the second moment
+        with sum(g_i^2) instead of (sum g_i)^2 (tests/test_gan.py).
         """
+        gradients = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
         if self.track_gradient_norms or self.clip_grad_norm is not None:
             _, num_replicas = distribute.replica()
             present = [i for i, g in enumerate(gradients) if g is not None]
-            if self.clip_grad_norm is not None:  # dense: IndexedSlices cannot be divided
-                gradients = [None if g is None else tf.convert_to_tensor(g) for g in gradients]
             total = distribute.all_reduce_sum([gradients[i] for i in present])
             norm = tf.linalg.global_norm([ops.cast(g, "float32") for g in total])
             scale = getattr(optimizer, "dynamic_scale", None)  # LossScaleOptimizer (float16)

@@ -72,6 +72,20 @@ def test_gradient_norms_are_the_global_norms_of_the_batch_gradients():
     assert "d_grad_norm" not in tiny_gan().fit(IMAGES, batch_size=32, verbose=0).history
 
 
+def test_sparse_gradients_update_adam_as_their_dense_sum():
+    # A conditional network's class embedding gets IndexedSlices; with a label twice in the batch
+    # Keras 3.15's Adam would square each row before summing (v = 1e-3 * [10, 20], a step of 0.126).
+    model = tiny_gan()
+    table = keras.Variable(np.zeros((3, 2), "float32"))
+    optimizer = keras.optimizers.Adam(0.1)
+    optimizer.build([table])
+    sparse = tf.IndexedSlices(tf.constant([[1.0, 2.0], [3.0, 4.0]]), tf.constant([0, 0]), tf.constant([3, 2]))
+    model._apply(optimizer, model.d_grad_norm_tracker, [sparse], [table])
+    velocity = next(v for v in optimizer.variables if "velocity" in v.path)
+    np.testing.assert_allclose(velocity.numpy()[0], 1e-3 * np.array([4.0, 6.0]) ** 2, rtol=1e-5)  # (sum g)^2
+    np.testing.assert_allclose(table.numpy(), [[-0.1, -0.1], [0.0, 0.0], [0.0, 0.0]], rtol=1e-5)  # Adam's first step
+
+
 def test_d_steps_updates_d_k_times_on_distinct_batches_per_g_update():
     model = tiny_gan("wasserstein", clip=0.01, d_steps=4)
     seen = []
