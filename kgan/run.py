@@ -306,9 +306,9 @@ def _memoize_keras_saving_skipsets():
 
     `keras.src.saving.saving_lib.get_attr_skipset` looks its result up under
     `saving_attr_skiplist_<type>` but stores it under `saving_attr_skipset_<type>`, so every
-    object of every `save_weights` builds a reference Layer/Optimizer and takes its `dir()`:
-    on the main job's GAN 50 of a checkpoint's 27 + 23 ms. Storing the (identical) sets under
-    the looked-up key makes the cache hit. Harmless when Keras fixes it or renames the module.
+    object of every `save_weights` builds a reference Layer/Optimizer and takes its `dir()`
+    (a checkpoint of the main job's GAN: 50 ms, 27 ms with the cache hitting). Storing the
+    (identical) sets under the looked-up key makes the cache hit; harmless once Keras fixes it.
     """
     try:
         from keras.src.backend.common import global_state

@@ -34,6 +34,6 @@ def test_bench_small_quick_writes_every_ratio_and_the_split(tmp_path):
     split = result["main_job_split"]
     for part in ("import", "build", "trace", "train_steps", "metrics", "checkpoints", "export"):
         assert split[part] >= 0, part
-    assert split["steps"] == 2 * 28 and split["blocks"] == 2  # 2 epochs of one 28-step block each
+    assert split["epochs_trained"] == 2 and split["blocks"] == 2  # 2 epochs of one 28-step block each (no resume)
     assert result["machine"]["load_average_end_of_timing"]
     assert "| digits_cli_vs_floor |" in (tmp_path / "small.md").read_text()
