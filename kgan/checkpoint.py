@@ -255,13 +255,22 @@ class DivergenceGuard(keras.callbacks.Callback):
     After `fit` returns, `diverged` holds what happened: {"step", "epoch", "what", "value"}
     (None if training stayed finite). The caller restores the last good checkpoint and reports.
 
+    With `steps_per_execution = k > 1` Keras calls the batch hooks once per block of k steps;
+    given a `kgan.callbacks.StepLog` (which keeps every step's logged values in the graph) the
+    guard checks every step of the block when it ends, so it still names the first bad step;
+    training stops at the end of that block (the steps after it in the block have run, on
+    NaN weights: nothing of them is saved or exported).
+
     Args:
         steps_per_epoch: to turn (epoch, batch) into a global step number.
+        step_log: None (check Keras' logs, once per call of the train function), or the
+            `StepLog` of the same `fit`.
     """
 
-    def __init__(self, steps_per_epoch):
+    def __init__(self, steps_per_epoch, step_log=None):
         super().__init__()
         self.steps_per_epoch = int(steps_per_epoch)
+        self.step_log = step_log
         self.diverged = None
         self._epoch = 0
 
@@ -274,19 +283,42 @@ class DivergenceGuard(keras.callbacks.Callback):
         self.model.stop_training = True
 
     def on_train_batch_end(self, batch, logs=None):
-        step = self._epoch * self.steps_per_epoch + batch + 1
-        # Losses first, so the report names the loss (a NaN loss also makes gradient norms NaN).
-        for name, value in sorted((logs or {}).items(), key=lambda item: "loss" not in item[0]):
-            value = float(np.asarray(value).reshape(-1)[0])
-            if not np.isfinite(value):
-                self._fire(step, name, value)
-                return
+        if self.step_log is not None:
+            first, values = self.step_log.rows()
+        else:
+            first = self._epoch * self.steps_per_epoch + batch + 1
+            values = {name: np.asarray(value, dtype="float64").reshape(-1)[:1] for name, value in (logs or {}).items()}
+        bad = None  # (step offset, loss-first rank, name, value)
+        for name, column in values.items():
+            where = np.flatnonzero(~np.isfinite(np.asarray(column, dtype="float64")))
+            if where.size:
+                # Losses first at the same step: a NaN loss also makes the gradient norms NaN.
+                candidate = (int(where[0]), "loss" not in name, name, float(column[where[0]]))
+                bad = candidate if bad is None or candidate[:2] < bad[:2] else bad
+        if bad is not None:
+            self._fire(first + bad[0], bad[2], bad[3])
+
+    def on_train_begin(self, logs=None):
+        import tensorflow as tf  # kgan.checkpoint itself stays importable without it
+
+        weights = list(self.model.weights)
+        # One graph call per epoch: the index of the first non-finite weight, or -1.
+        self._first_bad = tf.function(lambda: _first_non_finite(weights))
+        self._weights = weights
 
     def on_epoch_end(self, epoch, logs=None):
         if self.diverged is not None:
             return
-        for variable in self.model.weights:
-            values = np.asarray(keras.ops.convert_to_numpy(variable.value))
-            if not np.isfinite(values).all():
-                self._fire((epoch + 1) * self.steps_per_epoch, f"weight {variable.path}", "non-finite")
-                return
+        index = int(self._first_bad())
+        if index >= 0:
+            self._fire((epoch + 1) * self.steps_per_epoch, f"weight {self._weights[index].path}", "non-finite")
+
+
+def _first_non_finite(variables):
+    """(In a graph) the index of the first variable with a NaN or Inf, or -1."""
+    import tensorflow as tf
+
+    finite = tf.stack([tf.reduce_all(tf.math.is_finite(v.value)) if "float" in str(v.dtype) else tf.constant(True)
+                       for v in variables])
+    bad = tf.where(tf.logical_not(finite))[:, 0]
+    return tf.cond(tf.size(bad) > 0, lambda: tf.cast(bad[0], "int32"), lambda: tf.constant(-1))

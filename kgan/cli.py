@@ -124,6 +124,11 @@ def add_train_arguments(parser):
                        help="root of checkpoints; a run with the same --run-name resumes (default: %(default)s)")
     group.add_argument("--deterministic", action="store_true",
                        help="deterministic TensorFlow ops: the same command gives the same weights (slower)")
+    group.add_argument("--steps-per-execution", type=int, default=d.steps_per_execution, metavar="K",
+                       help="train steps run in the graph per call (NaN checks and TensorBoard writes happen per "
+                            "block, still for every step); default: the largest divisor of the epoch <= 100")
+    group.add_argument("--log-every", type=int, default=d.log_every, metavar="STEPS",
+                       help="TensorBoard batch_* scalars of every N-th step (default: %(default)s, every step)")
     group = parser.add_argument_group("metrics during training (TensorBoard <logdir>/<run>/metrics, history, config.json)")
     group.add_argument("--metrics", default=d.metrics, metavar="LIST",
                        help="comma-separated fid|fcd|kid|is|pr|dc|modes, or none (default: the dataset's; digits: "

@@ -85,6 +85,9 @@ class TrainConfig:
     keep_checkpoints: int = 3  # keep the last K checkpoints
     checkpoint_dir: str = "checkpoints"  # root of checkpoints (<checkpoint_dir>/<run>/)
     deterministic: bool = False  # deterministic TF ops (tf.config.experimental.enable_op_determinism)
+    steps_per_execution: int = None  # train steps per call of the graph (Keras); None: the largest divisor of
+    #                                  the steps per epoch <= 100 (1 with several replicas or --progressive)
+    log_every: int = 1  # TensorBoard batch_* scalars of every N-th step (written once per block)
     # --- metrics during training (kgan/callbacks.py MetricsCallback, kgan/evaluate.py) ------------
     metrics: str = None  # comma list of fid|fcd|kid|is|pr|dc|modes, or none; None: the dataset's
     #                      defaults (digits: fcd,kid; stacked_digits, ring8, grid25: modes; others: none)

@@ -255,6 +255,7 @@ class GAN(keras.Model):
         self.loss_fn = None
         self.penalty = None
         self.weight_clip = None
+        self.step_log = None  # set by kgan.callbacks.StepLog during fit
         # The GAN has no weights of its own: it is built when its two networks are.
         self.built = generator.built and discriminator.built
 
@@ -591,6 +592,8 @@ class GAN(keras.Model):
         results = {m.name: m.result() for m in self.metrics}
         if self.augment is not None:
             results["augment_p"] = ops.convert_to_tensor(self.augment.p)
+        if self.step_log is not None:  # kgan.callbacks.StepLog: every step's values, kept in the graph
+            self.step_log.record(results)
         if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
             # Keras 3.15 reduces logged values across workers with strategy.reduce(axis=0),
             # which fails on scalars: return shape [1] (the reduction gives back a scalar).
