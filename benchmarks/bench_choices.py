@@ -22,9 +22,9 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import bench_step  # noqa: E402
 import keras  # noqa: E402
 
-import bench_step  # noqa: E402
 from kgan.networks import dcgan  # noqa: E402
 from kgan.networks import layers as kgan_layers  # noqa: E402
 

@@ -95,7 +95,7 @@ class HistoricalAveraging(keras.layers.Layer):
     def call(self, variables):
         """The penalty: weight * sum_i ||theta_i - mean_i||^2, a float32 scalar."""
         total = ops.zeros((), "float32")
-        for variable, mean in zip(variables, self.means):
+        for variable, mean in zip(variables, self.means, strict=True):
             total = total + ops.sum(ops.square(ops.cast(variable, "float32") - mean))
         return self.weight * total
 
@@ -104,7 +104,7 @@ class HistoricalAveraging(keras.layers.Layer):
         self._check(variables)
         count = self.count + 1
         t = ops.cast(count, "float32")
-        for variable, mean in zip(variables, self.means):
+        for variable, mean in zip(variables, self.means, strict=True):
             mean.assign(mean + (ops.cast(ops.stop_gradient(variable), "float32") - mean) / t)
         self.count.assign(count)
 

@@ -299,7 +299,7 @@ def test_build_puts_minibatch_std_before_the_last_conv_stage(arch):
     _, discriminator = networks.build((32, 32, 3), 4, arch=arch, minibatch_std=True)
     layer = discriminator.get_layer("minibatch_std")
     assert layer.output.shape[-1] == layer.input.shape[-1] + 1
-    names = [l.name for l in discriminator.layers]
+    names = [layer.name for layer in discriminator.layers]
     following = names[names.index("minibatch_std") + 1]
     # DCGAN: the last strided conv; ResNet: the last block (its shortcut learns C + 1 -> C).
     assert following == ("down_2" if arch == "dcgan" else "block_3_relu1")
