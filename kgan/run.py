@@ -567,6 +567,10 @@ def _train(config, verbose, print_fn, resources):
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
+    # Checked before the run's folders and locks exist (a bad --steps-per-execution writes nothing).
+    toolbox = toolbox_callbacks(gan)
+    gan.steps_per_execution = _steps_per_execution(config, steps_per_epoch, strategy, toolbox)
+
     # Resume: the newest checkpoint of this run name, if any (G, D, optimizers, seeds, epoch).
     chief = distribute.is_chief(strategy)
     resources.enter_context(_lock_and_clean(config, chief))
@@ -588,8 +592,6 @@ def _train(config, verbose, print_fn, resources):
     logdir = os.path.join(config.logdir, config.run_name)
     # Before anything is written: a feature network that cannot be had is a UsageError.
     metrics_callback = callbacks.metrics_callback_for_run(config, dataset, logdir)
-    toolbox = toolbox_callbacks(gan)
-    gan.steps_per_execution = _steps_per_execution(config, steps_per_epoch, strategy, toolbox)
     reference = None
     if dataset.kind == "points":
         reference = next(iter(dataset.data.batch(1000))).numpy()
