@@ -381,12 +381,7 @@ def _split_worker(epochs):  # pragma: no cover - runs in the subprocess
 
 
 def cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as handle:
-            flags = next((line for line in handle if line.startswith("flags")), "")
-        return sorted(f for f in flags.split() if "amx" in f or "bf16" in f)
-    except OSError:
-        return []
+    return sorted(f for f in distribute._cpu_flags() if "amx" in f or "bf16" in f)
 
 
 def main(argv=None):

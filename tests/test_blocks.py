@@ -1,7 +1,6 @@
 """Training in blocks of steps (`steps_per_execution`) keeps every per-step guarantee:
 `StepLog` writes every step's values to TensorBoard, `DivergenceGuard` names the exact bad step."""
 
-import glob
 import os
 
 import keras
@@ -11,20 +10,9 @@ import tensorflow as tf
 
 from kgan import callbacks, checkpoint, cli, data, networks
 from kgan.gan import GAN
+from tests.test_callbacks import read_scalars
 
 STEPS_PER_EPOCH, EPOCHS, BATCH = 4, 3, 64  # 256 examples
-
-
-def read_scalars(directory):
-    """{tag: [(step, value), ...]} from every TensorBoard event file under `directory`."""
-    scalars = {}
-    for path in sorted(glob.glob(os.path.join(directory, "events.out.tfevents.*"))):
-        for record in tf.data.TFRecordDataset(path):
-            event = tf.compat.v1.Event.FromString(record.numpy())
-            for value in event.summary.value:
-                if value.HasField("tensor") and value.metadata.plugin_data.plugin_name == "scalars":
-                    scalars.setdefault(value.tag, []).append((event.step, float(tf.make_ndarray(value.tensor))))
-    return {tag: sorted(values) for tag, values in scalars.items()}
 
 
 def tiny_gan(steps_per_execution=1):
