@@ -44,7 +44,8 @@ def is_disk_full(error):
     return "No space left on device" in text or "errno = 28" in text or "Disk quota exceeded" in text
 
 
-def _size(path):
+def size(path):
+    """Bytes of a file, or of every file under a directory (unreadable ones count 0)."""
     if os.path.isfile(path):
         return os.path.getsize(path)
     total = 0
@@ -127,7 +128,7 @@ def path(destination, directory=False, expected_bytes=None):
             os.replace(staging, destination)
         _fsync_directory(parent)
     except BaseException as error:
-        written = _size(staging) if os.path.lexists(staging) else 0
+        written = size(staging) if os.path.lexists(staging) else 0
         _remove(staging)
         if is_disk_full(error):
             raise disk_full_error(destination, written, expected_bytes) from None

@@ -118,7 +118,7 @@ class Checkpoints:
                 shutil.rmtree(staging, ignore_errors=True)
             return None
         found = self.list()
-        expected = atomic._size(found[-1][1]) if found else weights_bytes(gan)
+        expected = atomic.size(found[-1][1]) if found else weights_bytes(gan)
         with atomic.path(final, directory=True, expected_bytes=expected) as staging:
             gan.save_weights(os.path.join(staging, WEIGHTS))
             atomic.write_json(state, os.path.join(staging, STATE))

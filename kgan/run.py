@@ -417,7 +417,7 @@ def _run_folder_bytes(gan, run_dir):
     """What the run folder is expected to need: its previous size, else the GAN's weights file,
     the generator's export and 256 KiB for its graph, config.json and samples.png."""
     if os.path.isdir(run_dir):
-        return atomic._size(run_dir)
+        return atomic.size(run_dir)
     generator = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in gan.sampler.weights)
     return checkpoint.weights_bytes(gan) + generator + 2**18
 

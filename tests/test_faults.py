@@ -19,11 +19,11 @@ import sys
 import textwrap
 import time
 
-import h5py
 import numpy as np
 import pytest
 
 from kgan import cli
+from tests.test_resume import _weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -673,13 +673,6 @@ def test_sigterm_stops_at_a_step_boundary_and_names_the_kept_checkpoint(tmp_path
     epoch = int(lines[0].split("(epoch ")[1].split(")")[0])
     assert sorted(os.listdir(tmp_path / "ck" / "t"))[-1] == f"epoch-{epoch:06d}"
     assert not temporaries(tmp_path / "ck", tmp_path / "sm") and not (tmp_path / "sm" / "t").exists()
-
-
-def _weights(path):
-    arrays = {}
-    with h5py.File(path, "r") as handle:
-        handle.visititems(lambda name, item: arrays.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None)
-    return arrays
 
 
 def _max_difference(a, b):
