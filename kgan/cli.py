@@ -6,12 +6,12 @@ TensorFlow's start-up log lines are silenced unless TF_CPP_MIN_LOG_LEVEL is set 
 """
 
 import argparse
-import contextlib
 import os
 import sys
 
 from kgan import __version__
 from kgan.config import DATASETS, LOSSES, TrainConfig
+from kgan.quiet import import_tensorflow_quietly
 
 
 class _Parser(argparse.ArgumentParser):
@@ -153,31 +153,6 @@ def config_from_args(args):
     return TrainConfig.from_dict(vars(args))
 
 
-@contextlib.contextmanager
-def _quiet_stderr():
-    """Sends file descriptor 2 to /dev/null (TensorFlow's C++ start-up lines bypass Python)."""
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def import_tensorflow_quietly():
-    """Imports TensorFlow and Keras without their start-up log, unless the user set the level."""
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
-        import tensorflow  # noqa: F401
-        return
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    with _quiet_stderr():
-        import keras  # noqa: F401
-        import tensorflow  # noqa: F401
-
-
 def run_train(args):
     config = config_from_args(args).resolved()
     import_tensorflow_quietly()
@@ -225,9 +200,9 @@ def add_export_arguments(parser):
 
 def run_export(args):
     import_tensorflow_quietly()
-    from kgan import generate
+    from kgan import run
 
-    path = generate.export_run(args.run, args.output)
+    path = run.export_run(args.run, args.output)
     print(f"kgan: exported {args.run} to {path}")
     return 0
 

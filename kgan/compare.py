@@ -293,7 +293,7 @@ def append_result(results_path, record):
 
 def _worker(args):
     spec, cache_dir, keep_samples = args
-    from kgan.cli import import_tensorflow_quietly
+    from kgan.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     return run_one(spec, cache_dir, keep_samples)

@@ -9,17 +9,14 @@ digits, embedded, so `python train.py` needs no download.
 import dataclasses
 import json
 
+from kgan.names import DATASETS, LOSSES  # noqa: F401 - re-exported (the choice lists live in kgan.names)
+
 
 def _resume(default):
     """A field of the RESUME IDENTITY: it shapes the variables or the maths of a training step, so
     a checkpoint written with another value cannot be continued (`resume_fields`)."""
     return dataclasses.field(default=default, metadata={"resume": True})
 
-
-#: Loss names accepted by `--loss` (kgan.losses.get takes these and the class names).
-LOSSES = ("minimax", "non_saturating", "wasserstein", "least_squares", "hinge", "minkowski")
-#: Dataset names accepted by `--dataset`, besides folder:PATH (kgan.data loads them).
-DATASETS = ("digits", "stacked_digits", "ring8", "grid25", "mnist", "fashion_mnist", "cifar10", "svhn_cropped", "celeb_a")
 
 
 @dataclasses.dataclass

@@ -1,4 +1,4 @@
-"""`kgan generate` and `kgan export`: samples and interpolations from an exported generator.
+"""`kgan generate`: samples and interpolations from an exported generator.
 
 `generate` loads the model with plain `tf.saved_model.load` and calls its signatures (see
 `kgan.export`), so it works on any kgan export. Exports made before the `sample` signature
@@ -303,43 +303,3 @@ def generate(model_path, out, num=64, seed=0, truncation=0.0, interpolate_steps=
     else:
         raise UsageError("--interpolate with a .png output needs an image generator; use --out NAME.npz for points")
     return arrays
-
-
-def export_run(run, output="saved_models"):
-    """What `kgan export` does: rebuilds a run's GAN from its config.json and saved weights, and
-    exports the generator again to `<output>/<run>/generator`. Returns the export path."""
-    from kgan import export
-    from kgan.config import TrainConfig
-
-    run_dir = os.path.join(output, run)
-    config_path = os.path.join(run_dir, export.CONFIG_FILE)
-    weights_path = os.path.join(run_dir, export.WEIGHTS_FILE)
-    for path in (config_path, weights_path):
-        if not os.path.isfile(path):
-            raise UsageError(f"no {os.path.basename(path)} in {run_dir}: is --run the name of a finished run "
-                             f"under --output {output}?")
-    try:
-        with open(config_path) as handle:
-            report = json.load(handle)
-        config = TrainConfig.from_dict(report["config"])
-        shape = tuple(report["dataset"]["shape"])
-    except (ValueError, KeyError, TypeError) as error:
-        raise UsageError(f"cannot read {config_path}: {error}") from None
-
-    import keras
-
-    from kgan import data
-    from kgan import run as run_module
-
-    num_classes = data.NUM_CLASSES.get(config.dataset) if config.conditional else None
-    gan = run_module.build(config, shape, num_classes)
-    if not gan.built:  # the GAN is built with its networks; this is a fallback
-        gan(keras.ops.zeros((1, config.latent_dim)))
-    try:
-        gan.load_weights(weights_path)
-    except Exception as error:  # noqa: BLE001 - a mismatched or truncated weights file
-        detail = " ".join(str(error).split())[:200]
-        raise UsageError(f"cannot load {weights_path} into the network {config_path} describes ({detail})") from None
-    with atomic.lock_run((output,), run, f"run {run!r} ({run_dir})"):  # not while it trains or exports
-        return export.export_generator(gan.sampler, os.path.join(run_dir, "generator"), config_path=config_path,
-                                       num_classes=gan.num_classes)

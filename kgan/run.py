@@ -681,3 +681,35 @@ def _train(config, verbose, print_fn, resources):
     print_fn(f"  samples:                {outputs['samples']}")
     print_fn(f"  TensorBoard:            tensorboard --logdir {outputs['tensorboard']}")
     return {"outputs": outputs, "final": final, "seconds": seconds, "gan": gan}
+
+
+def export_run(run, output="saved_models"):
+    """What `kgan export` does: rebuilds a run's GAN from its config.json and saved weights, and
+    exports the generator again to `<output>/<run>/generator`. Returns the export path."""
+    run_dir = os.path.join(output, run)
+    config_path = os.path.join(run_dir, export.CONFIG_FILE)
+    weights_path = os.path.join(run_dir, export.WEIGHTS_FILE)
+    for path in (config_path, weights_path):
+        if not os.path.isfile(path):
+            raise UsageError(f"no {os.path.basename(path)} in {run_dir}: is --run the name of a finished run "
+                             f"under --output {output}?")
+    try:
+        with open(config_path) as handle:
+            report = json.load(handle)
+        config = TrainConfig.from_dict(report["config"])
+        shape = tuple(report["dataset"]["shape"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise UsageError(f"cannot read {config_path}: {error}") from None
+
+    num_classes = data.NUM_CLASSES.get(config.dataset) if config.conditional else None
+    gan = build(config, shape, num_classes)
+    if not gan.built:  # the GAN is built with its networks; this is a fallback
+        gan(keras.ops.zeros((1, config.latent_dim)))
+    try:
+        gan.load_weights(weights_path)
+    except Exception as error:  # noqa: BLE001 - a mismatched or truncated weights file
+        detail = " ".join(str(error).split())[:200]
+        raise UsageError(f"cannot load {weights_path} into the network {config_path} describes ({detail})") from None
+    with atomic.lock_run((output,), run, f"run {run!r} ({run_dir})"):  # not while it trains or exports
+        return export.export_generator(gan.sampler, os.path.join(run_dir, "generator"), config_path=config_path,
+                                       num_classes=gan.num_classes)

@@ -12,7 +12,7 @@ import pytest
 import scipy.stats
 import tensorflow as tf
 
-from kgan import export, networks
+from kgan import export, networks, run
 
 LATENT = 16
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -169,7 +169,6 @@ def test_export_replaces_an_existing_export_and_leaves_no_staging(tmp_path):
 
 
 def test_export_run_rebuilds_the_gan_from_config_json_and_saved_weights(tmp_path):
-    from kgan import generate, run
     from kgan.config import TrainConfig
 
     config = TrainConfig(latent_dim=LATENT, seed=1).resolved()
@@ -180,7 +179,7 @@ def test_export_run_rebuilds_the_gan_from_config_json_and_saved_weights(tmp_path
     (run_dir / "config.json").write_text(json.dumps({"config": config.to_dict(), "dataset": {"shape": [8, 8, 1]}}))
     export.save_gan_weights(gan, str(run_dir))
 
-    path = generate.export_run(config.run_name, str(tmp_path))
+    path = run.export_run(config.run_name, str(tmp_path))
     model = tf.saved_model.load(path)
     z = tf.random.stateless_normal((4, LATENT), seed=[3, 4])
     np.testing.assert_allclose(model.signatures["serving_default"](latent=z)["images"].numpy(),

@@ -617,8 +617,8 @@ def test_the_export_directory_has_the_usual_mode_not_mkdtemp_s_0700(run1):
 
 SLOW_SAVE = """
 import os, sys, time
-from kgan import cli
-cli.import_tensorflow_quietly()
+from kgan import quiet
+quiet.import_tensorflow_quietly()
 import keras
 
 marker, where = os.environ["KGAN_TEST_MARKER"], os.environ["KGAN_TEST_PAUSE"]
