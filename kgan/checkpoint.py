@@ -37,21 +37,8 @@ _NAME = re.compile(r"^epoch-(\d+)$")
 
 
 def seed_generators(gan):
-    """The model's `keras.random.SeedGenerator`s by name: the latent noise's (`noise`), the fake
-    labels' and the instance noise's (when used), the penalty's and the augmentation's
-    (`augment`), when there are. Each draws its own stream (`kgan.seeds`)."""
-    found = {"noise": gan.seed_generator}
-    for name, attribute in (("labels", "label_seed_generator"), ("instance_noise", "instance_noise_seed_generator")):
-        generator = getattr(gan, attribute, None)
-        if generator is not None:
-            found[name] = generator
-    seed = getattr(gan.penalty, "seed", None)
-    if isinstance(seed, keras.random.SeedGenerator):
-        found["penalty"] = seed
-    augment = getattr(gan, "augment", None)
-    if augment is not None:
-        found["augment"] = augment.seed_generator
-    return found
+    """The model's `keras.random.SeedGenerator`s by name (`kgan.gan.GAN.seed_generators`)."""
+    return gan.seed_generators()
 
 
 def weights_bytes(gan):

@@ -346,6 +346,26 @@ class GAN(keras.Model):
             trackers.append(self.feature_matching_tracker)
         return trackers
 
+    def seed_generators(self):
+        """The model's `keras.random.SeedGenerator`s by name, so a checkpoint can save their state.
+
+        The latent noise's (`noise`), the fake labels' and the instance noise's (when used), the
+        penalty's (when it draws) and the augmentation's (`augment`). Each draws its own stream
+        (`kgan.seeds`).
+        """
+        found = {"noise": self.seed_generator}
+        for name, attribute in (("labels", "label_seed_generator"),
+                                ("instance_noise", "instance_noise_seed_generator")):
+            generator = getattr(self, attribute, None)
+            if generator is not None:
+                found[name] = generator
+        seed = getattr(self.penalty, "seed", None)
+        if isinstance(seed, keras.random.SeedGenerator):
+            found["penalty"] = seed
+        if self.augment is not None:
+            found["augment"] = self.augment.seed_generator
+        return found
+
     @property
     def sampler(self):
         """The generator to sample from and export: the EMA copy when `ema` is set, else G."""
