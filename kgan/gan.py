@@ -31,6 +31,7 @@ from keras import ops
 
 from kgan import augment as augment_lib
 from kgan import constraints, distribute, losses, penalties, regularizers, seeds, unrolled
+from kgan.networks import layers as networks_layers
 
 #: GAN -> the plain SGD its `unroll_optimizer="sgd"` simulates (not a model attribute: not saved).
 _UNROLL_SGD = weakref.WeakKeyDictionary()
@@ -46,7 +47,7 @@ def feature_network(discriminator):
         ValueError: if `discriminator` has no layer named `features`.
     """
     try:
-        features = discriminator.get_layer("features")
+        features = discriminator.get_layer(networks_layers.FEATURES_LAYER)
     except ValueError:
         raise ValueError(
             f"feature_matching needs a discriminator with a layer named 'features' (its penultimate "

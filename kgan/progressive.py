@@ -28,6 +28,9 @@ not recorded), and loading fails with "Layer 'curriculum' expected 2 variables".
 import keras
 from keras import ops
 
+#: Name of the generator layer holding the curriculum (`ProgressiveCallback` and the runner find it by it).
+CURRICULUM_LAYER = "curriculum"
+
 
 @keras.saving.register_keras_serializable(package="kgan")
 class Curriculum(keras.layers.Layer):
@@ -59,7 +62,7 @@ class Curriculum(keras.layers.Layer):
     """
 
     def __init__(self, num_phases, steps_per_phase, fade_steps, **kwargs):
-        kwargs.setdefault("name", "curriculum")
+        kwargs.setdefault("name", CURRICULUM_LAYER)
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if int(num_phases) < 1:

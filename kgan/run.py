@@ -294,7 +294,7 @@ def build(config, data_shape, num_classes=None, total_steps=None):
 def toolbox_callbacks(gan):
     """Callbacks some toolbox options need (the progressive curriculum's schedule); put them first."""
     try:
-        curriculum = gan.generator.get_layer("curriculum")
+        curriculum = gan.generator.get_layer(progressive.CURRICULUM_LAYER)
     except ValueError:
         return []
     return [progressive.ProgressiveCallback(curriculum)]

@@ -10,6 +10,7 @@ penultimate feature vector [B, F] (what feature matching compares).
 from kgan.networks import dcgan, resnet
 from kgan.networks.dcgan import dcgan_discriminator, dcgan_generator
 from kgan.networks.layers import (
+    FEATURES_LAYER,
     ConditionalBatchNormalization,
     GlobalSumPooling2D,
     LeakyReLU,
@@ -125,6 +126,7 @@ def build(
 
 __all__ = [
     "ARCHS",
+    "FEATURES_LAYER",
     "ConditionalBatchNormalization",
     "GlobalSumPooling2D",
     "LeakyReLU",

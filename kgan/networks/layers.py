@@ -20,6 +20,9 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
+#: Name of the layer holding a discriminator's penultimate feature vector (feature matching reads it).
+FEATURES_LAYER = "features"
+
 
 def _with_mask_gradient(forward, mask_gradient):
     """`forward(x)` whose gradient `mask_gradient(upstream, x, y)` is a mask, constant in x.
@@ -361,7 +364,7 @@ def discriminator_output(x, labels=None, num_classes=None, spectral_norm=False):
     Returns:
         Logits [B, 1], float32.
     """
-    features = layers.Identity(name="features")(x)
+    features = layers.Identity(name=FEATURES_LAYER)(x)
     logits = spectral(layers.Dense(1, dtype="float32", name="logits"), spectral_norm)(features)
     if not num_classes:
         return logits
