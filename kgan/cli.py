@@ -52,6 +52,8 @@ def add_train_arguments(parser):
                        help="resize images to this size (default: the dataset's size rounded up)")
     group = parser.add_argument_group("optimisation (defaults: the paper's Table 1)")
     group.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
+    group.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch, metavar="N",
+                       help="generator steps per epoch; default: one pass over the data")
     group.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch per D update (default: %(default)s)")
     group.add_argument("--latent-dim", type=int, default=d.latent_dim, help="default: %(default)s")
     group.add_argument("--g-lr", type=float, default=d.g_lr, help="generator Adam learning rate (default: %(default)s)")

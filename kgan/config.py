@@ -38,6 +38,11 @@ class TrainConfig:
     image_size: int = _resume(None)  # 8 | 16 | 32 | 64; None: the dataset's size rounded up to one of these
     # --- optimisation (paper, Table 1) -----------------------------------------------------------
     epochs: int = 200
+    # Generator steps per epoch (Keras' steps_per_epoch); None: one pass over the data. Set, the
+    # data repeats (epoch-deterministically) and the epoch is this many steps: `kgan compare`'s
+    # rows are N steps evaluated every E as --steps-per-epoch E --epochs N/E --metrics-every 1.
+    # Part of the resume identity: it says which batches, and which steps, an epoch holds.
+    steps_per_epoch: int = _resume(None)
     batch_size: int = _resume(64)  # global batch per discriminator update
     latent_dim: int = _resume(100)
     g_lr: float = 2e-4  # different G and D rates give the two time-scale update rule (TTUR)

@@ -522,7 +522,7 @@ def make_fit_callbacks(config, gan, dataset, logdir, steps_per_epoch, strategy, 
 
 
 def train(config, verbose="auto", print_fn=print):
-    """Trains, exports and reports one run.
+    """Trains, exports and reports one run: `kgan train`'s path and every `kgan compare` row's.
 
     Args:
         config: a `TrainConfig`.
@@ -531,13 +531,49 @@ def train(config, verbose="auto", print_fn=print):
         print_fn: where the final summary goes.
 
     Returns:
-        A dict: the paths written and the final metrics.
+        A dict: the paths written ("outputs"), the final epoch logs ("final"), the seconds of
+        this fit, the trained "gan" and the run's "report" (what config.json holds).
     """
     with contextlib.ExitStack() as resources:  # the run's locks, released when it ends
         return _train(config, verbose, print_fn, resources)
 
 
 def _train(config, verbose, print_fn, resources):
+    """The stages of a run, in order; each one's docstring says what it owns."""
+    config, strategy = _setup(config)
+    dataset, steps_per_epoch = _load_data(config)
+    gan, policy = _build_gan(config, dataset, steps_per_epoch, strategy, print_fn)
+    # Checked before the run's folders and locks exist (a bad --steps-per-execution writes nothing).
+    toolbox = toolbox_callbacks(gan)
+    gan.steps_per_execution = _steps_per_execution(config, steps_per_epoch, strategy, toolbox)
+    chief = distribute.is_chief(strategy)
+    resources.enter_context(_lock_and_clean(config, chief))
+    checkpoints = checkpoint.Checkpoints(
+        os.path.join(config.checkpoint_dir, config.run_name), keep=config.keep_checkpoints, write=chief,
+    )
+    initial_epoch, resumed = _resume(checkpoints, gan, config, policy, print_fn)
+    previous = _previous_record(resumed, os.path.join(config.output, config.run_name), initial_epoch)
+    pipeline = _pipeline(config, dataset, initial_epoch, steps_per_epoch)
+    logdir = os.path.join(config.logdir, config.run_name)
+    # Before anything is written: a feature network that cannot be had is a UsageError.
+    metrics_callback = callbacks.metrics_callback_for_run(config, dataset, logdir)
+    reference = next(iter(dataset.data.batch(1000))).numpy() if dataset.kind == "points" else None
+    fit_callbacks, guard, checkpoint_callback = make_fit_callbacks(
+        config, gan, dataset, logdir, steps_per_epoch, strategy, toolbox,
+        lambda guard: _checkpoint_callback(config, checkpoints, guard, policy, previous[0], previous[1]),
+        metrics_callback, reference)
+    history, seconds = _fit(gan, pipeline, config, initial_epoch, steps_per_epoch, fit_callbacks, verbose,
+                            checkpoint_callback, checkpoints)
+    if guard.diverged is not None:
+        raise DivergedError(_diverged_message(config, guard.diverged, checkpoints, gan))
+    report = _report(config, dataset, steps_per_epoch, initial_epoch, history, seconds, previous, metrics_callback)
+    outputs = _write_run_folder(config, gan, report, reference, logdir)
+    _print_summary(config, report, initial_epoch, seconds, metrics_callback, outputs, print_fn)
+    return {"outputs": outputs, "final": report["final"], "seconds": seconds, "gan": gan, "report": report}
+
+
+def _setup(config):
+    """The resolved config and the strategy; worker scratch dirs, determinism and the seeds."""
     config = config.resolved()
     # First, before anything makes a TensorFlow op or variable: --devices splits the CPU, and
     # multi-worker collectives must be configured at start-up.
@@ -546,6 +582,8 @@ def _train(config, verbose, print_fn, resources):
     if config.batch_size % strategy.num_replicas_in_sync:
         raise UsageError(f"--batch-size {config.batch_size} must be a multiple of the number of replicas "
                          f"({strategy.num_replicas_in_sync})")
+    if config.steps_per_epoch is not None and int(config.steps_per_epoch) < 1:
+        raise UsageError(f"--steps-per-epoch must be >= 1; got {config.steps_per_epoch}")
     if not distribute.is_chief(strategy):
         # Multi-worker: every worker runs this same program (exports save collectively), but
         # only the chief's outputs are kept; the others write to a scratch directory.
@@ -554,9 +592,19 @@ def _train(config, verbose, print_fn, resources):
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
+    return config, strategy
+
+
+def _load_data(config):
+    """The dataset and the steps of an epoch (--steps-per-epoch, else one pass over the data)."""
     dataset = data.load(config.dataset, data_dir=config.data_dir, image_size=config.image_size, seed=config.seed,
                         with_labels=config.conditional)
-    steps_per_epoch = data.steps_per_epoch(dataset, config.batch_size, config.d_steps)
+    steps_per_epoch = config.steps_per_epoch or data.steps_per_epoch(dataset, config.batch_size, config.d_steps)
+    return dataset, int(steps_per_epoch)
+
+
+def _build_gan(config, dataset, steps_per_epoch, strategy, print_fn):
+    """The GAN, built under the strategy with the resolved precision policy; returns (gan, policy)."""
     previous_policy = keras.mixed_precision.global_policy()
     policy, reason = distribute.set_precision(config.precision, dataset.shape)
     if reason:
@@ -566,39 +614,25 @@ def _train(config, verbose, print_fn, resources):
             gan = build(config, dataset.shape, dataset.num_classes, total_steps=config.epochs * steps_per_epoch)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
+    return gan, policy
 
-    # Checked before the run's folders and locks exist (a bad --steps-per-execution writes nothing).
-    toolbox = toolbox_callbacks(gan)
-    gan.steps_per_execution = _steps_per_execution(config, steps_per_epoch, strategy, toolbox)
 
-    # Resume: the newest checkpoint of this run name, if any (G, D, optimizers, seeds, epoch).
-    chief = distribute.is_chief(strategy)
-    resources.enter_context(_lock_and_clean(config, chief))
-    checkpoints = checkpoint.Checkpoints(
-        os.path.join(config.checkpoint_dir, config.run_name), keep=config.keep_checkpoints, write=chief,
-    )
-    initial_epoch, resumed = _resume(checkpoints, gan, config, policy, print_fn)
-    previous_history, previous_seconds, previous_metrics = _previous_record(
-        resumed, os.path.join(config.output, config.run_name), initial_epoch)
-    # Epoch-deterministic: epoch e has the same batches whether or not the run was interrupted.
+def _pipeline(config, dataset, initial_epoch, steps_per_epoch):
+    """The epoch-deterministic input: epoch e has the same batches whether or not the run was
+    interrupted; multi-worker shards it by example (the same batches as one worker)."""
     pipeline = data.pipeline(dataset, config.batch_size, config.d_steps, seed=config.seed,
-                             initial_epoch=initial_epoch, epochs=config.epochs)
-    if config.strategy == "multiworker":  # shard by example, not by file: same batches as one worker
+                             initial_epoch=initial_epoch, epochs=config.epochs,
+                             steps_per_epoch=config.steps_per_epoch and steps_per_epoch)
+    if config.strategy == "multiworker":  # shard by example, not by file
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         pipeline = pipeline.with_options(options)
+    return pipeline
 
-    run_dir = os.path.join(config.output, config.run_name)
-    logdir = os.path.join(config.logdir, config.run_name)
-    # Before anything is written: a feature network that cannot be had is a UsageError.
-    metrics_callback = callbacks.metrics_callback_for_run(config, dataset, logdir)
-    reference = None
-    if dataset.kind == "points":
-        reference = next(iter(dataset.data.batch(1000))).numpy()
-    fit_callbacks, guard, checkpoint_callback = make_fit_callbacks(
-        config, gan, dataset, logdir, steps_per_epoch, strategy, toolbox,
-        lambda guard: _checkpoint_callback(config, checkpoints, guard, policy, previous_history, previous_seconds),
-        metrics_callback, reference)
+
+def _fit(gan, pipeline, config, initial_epoch, steps_per_epoch, fit_callbacks, verbose, checkpoint_callback,
+         checkpoints):
+    """Runs `fit` (SIGTERM stops it after the current step: TerminatedError); (history, seconds)."""
     if verbose == "auto":
         verbose = 1 if os.isatty(1) else 2
     start = time.time()
@@ -607,47 +641,58 @@ def _train(config, verbose, print_fn, resources):
             pipeline, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
             callbacks=fit_callbacks, verbose=verbose, shuffle=False,
         )
-    seconds = time.time() - start
     if stopped["terminated"]:
         raise TerminatedError(_terminated_message(checkpoints))
-    if guard.diverged is not None:
-        raise DivergedError(_diverged_message(config, guard.diverged, checkpoints, gan))
-    # The whole run's record: the epochs before this fit (from the checkpoint resumed) and its own.
+    return history, time.time() - start
+
+
+def _report(config, dataset, steps_per_epoch, initial_epoch, history, seconds, previous, metrics_callback):
+    """config.json's content: the whole run's record (the epochs before this fit, from the
+    checkpoint resumed, and its own), versions, and the last evaluation."""
+    previous_history, previous_seconds, previous_metrics = previous
     record = {name: list(values) for name, values in previous_history.items()}
     for name, values in history.history.items():
         record.setdefault(name, []).extend(float(v) for v in values)
-    final = {name: float(values[-1]) for name, values in record.items() if values}
-    epochs_trained = initial_epoch + len(history.epoch)
-
-    samples = gan.generate(64 if dataset.kind == "images" else 2500, seed=config.seed)
     report = {
         "config": config.to_dict(),
         "kgan_version": kgan.__version__,
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
         "dataset": {"name": dataset.name, "shape": list(dataset.shape), "num_examples": dataset.num_examples},
-        "epochs_trained": epochs_trained,
+        "epochs_trained": initial_epoch + len(history.epoch),
         "epochs_this_fit": len(history.epoch),
-        "steps_per_epoch": data.steps_per_epoch(dataset, config.batch_size, config.d_steps),
+        "steps_per_epoch": steps_per_epoch,
         "train_seconds": round(previous_seconds + seconds, 1),
         "train_seconds_this_fit": round(seconds, 1),
-        "final": final,
+        "final": {name: float(values[-1]) for name, values in record.items() if values},
         "history": record,
     }
     if metrics_callback is not None and metrics_callback.last is None and previous_metrics:
         report["metrics"] = previous_metrics  # no epoch ran (a finished run again): the last evaluation
     elif metrics_callback is not None:  # the last evaluation (the last epoch's generator)
-        report["metrics"] = {
-            "values": metrics_callback.last,
-            "epoch": metrics_callback.last_epoch,
-            "num_samples": metrics_callback.num_samples,
-            "labels": metrics_callback.evaluator.labels(),
-            "features": metrics_callback.evaluator.describe(),
-            "evaluations": len(metrics_callback.seconds),
-            "seconds_per_evaluation": {k: round(v, 4) for k, v in metrics_callback.mean_seconds().items()},
-            "seconds_real_features": round(metrics_callback.evaluator.seconds.get("real_features", 0.0), 4),
-        }
-    # The run folder is written whole to a temporary and swapped in: it is always one run's.
+        report["metrics"] = _metrics_report(metrics_callback)
+    return report
+
+
+def _metrics_report(metrics_callback):
+    """config.json's "metrics": the last evaluation, its protocol and its cost."""
+    return {
+        "values": metrics_callback.last,
+        "epoch": metrics_callback.last_epoch,
+        "num_samples": metrics_callback.num_samples,
+        "labels": metrics_callback.evaluator.labels(),
+        "features": metrics_callback.evaluator.describe(),
+        "evaluations": len(metrics_callback.seconds),
+        "seconds_per_evaluation": {k: round(v, 4) for k, v in metrics_callback.mean_seconds().items()},
+        "seconds_real_features": round(metrics_callback.evaluator.seconds.get("real_features", 0.0), 4),
+    }
+
+
+def _write_run_folder(config, gan, report, reference, logdir):
+    """Writes <output>/<run>/ whole to a temporary and swaps it in (it is always one run's):
+    samples.png, config.json, the GAN's weights and the exported generator. Returns the paths."""
+    run_dir = os.path.join(config.output, config.run_name)
+    samples = gan.generate(64 if report["dataset"]["shape"][1:] else 2500, seed=config.seed)
     expected = _run_folder_bytes(gan, run_dir)
     with atomic.path(run_dir, directory=True, expected_bytes=expected) as staging:
         plots.save_png(plots.sample_picture(samples, reference), os.path.join(staging, "samples.png"))
@@ -657,19 +702,20 @@ def _train(config, verbose, print_fn, resources):
         # The exported generator is the one sampled from: the EMA copy with --ema.
         export.export_generator(gan.sampler, os.path.join(staging, "generator"),
                                 config_path=os.path.join(staging, "config.json"), num_classes=gan.num_classes)
-    config_json = os.path.join(run_dir, "config.json")
-    samples_png = os.path.join(run_dir, "samples.png")
-    generator_dir = os.path.abspath(os.path.join(run_dir, "generator"))
-
-    outputs = {
-        "generator": generator_dir,
-        "config": os.path.abspath(config_json),
-        "samples": os.path.abspath(samples_png),
+    return {
+        "generator": os.path.abspath(os.path.join(run_dir, "generator")),
+        "config": os.path.abspath(os.path.join(run_dir, "config.json")),
+        "samples": os.path.abspath(os.path.join(run_dir, "samples.png")),
         "tensorboard": os.path.abspath(logdir),
     }
-    losses_line = ", ".join(f"{k} {v:.4f}" for k, v in final.items())
-    in_all = f" ({epochs_trained} in all)" if initial_epoch else ""
-    print_fn(f"\nkgan: trained {config.run_name} for {len(history.epoch)} epochs{in_all} in {seconds:.0f} s ({losses_line})")
+
+
+def _print_summary(config, report, initial_epoch, seconds, metrics_callback, outputs, print_fn):
+    """The lines `kgan train` ends with: losses, the metrics' networks and where everything is."""
+    losses_line = ", ".join(f"{k} {v:.4f}" for k, v in report["final"].items())
+    in_all = f" ({report['epochs_trained']} in all)" if initial_epoch else ""
+    print_fn(f"\nkgan: trained {config.run_name} for {report['epochs_this_fit']} epochs{in_all} in {seconds:.0f} s "
+             f"({losses_line})")
     if metrics_callback is not None:
         for name, label in metrics_callback.evaluator.labels().items():
             print_fn(f"  {name}: {label}")
@@ -680,7 +726,6 @@ def _train(config, verbose, print_fn, resources):
     print_fn(f"  config and metrics:     {outputs['config']}")
     print_fn(f"  samples:                {outputs['samples']}")
     print_fn(f"  TensorBoard:            tensorboard --logdir {outputs['tensorboard']}")
-    return {"outputs": outputs, "final": final, "seconds": seconds, "gan": gan}
 
 
 def export_run(run, output="saved_models"):

@@ -282,7 +282,7 @@ def _tfds(name, data_dir, image_size, with_labels=False):
 
 
 def pipeline(dataset, batch_size, d_steps=1, seed=None, shuffle_buffer=None, cache=True, initial_epoch=None,
-             epochs=None):
+             epochs=None, steps_per_epoch=None):
     """The training pipeline: cache, shuffle each epoch, batch `d_steps * batch_size`, prefetch.
 
     Batches are dropped at the remainder so every step sees full batches (a step's d_steps
@@ -292,7 +292,9 @@ def pipeline(dataset, batch_size, d_steps=1, seed=None, shuffle_buffer=None, cac
     training: epochs `initial_epoch .. epochs - 1` one after the other, epoch e shuffled with its
     own seed derived from (`seed`, e), so epoch e has the same batches whether or not training
     was interrupted before it. Give `fit` `steps_per_epoch=steps_per_epoch(...)` (Keras then
-    keeps the iterator across epochs).
+    keeps the iterator across epochs). `steps_per_epoch` (default: one pass) makes an epoch that
+    many batches of the stream of passes (pass k shuffled with its seed from (`seed`, k)), so a
+    resume at epoch e skips to the same batch.
 
     Args:
         dataset: a `Dataset`.
@@ -319,14 +321,19 @@ def pipeline(dataset, batch_size, d_steps=1, seed=None, shuffle_buffer=None, cac
         data = data.cache()
     buffer = shuffle_buffer or min(dataset.num_examples, 100_000)
     if initial_epoch is not None:
-        # Python-int seeds per epoch, concatenated (a tensor seed from Dataset.range().flat_map
-        # breaks tf's seed logic under op determinism when the global seed is 0).
+        # Python-int seeds per pass over the data, concatenated (a tensor seed from
+        # Dataset.range().flat_map breaks tf's seed logic under op determinism when the global
+        # seed is 0). With `steps_per_epoch` an epoch is that many batches of the passes' stream.
         base, seed = data, int(seed or 0)
+        per_pass = dataset.num_examples // step
+        per_epoch = int(steps_per_epoch or per_pass)
+        first, last = int(initial_epoch) * per_epoch, max(int(epochs), int(initial_epoch) + 1) * per_epoch
         chain = None
-        for e in range(int(initial_epoch), max(int(epochs), int(initial_epoch) + 1)):
+        for e in range(first // per_pass, -(-last // per_pass)):
             epoch_seed = (seed * 1_000_003 + e) % (2**31 - 1)
             batches = base.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False).batch(step, drop_remainder=True)
             chain = batches if chain is None else chain.concatenate(batches)
+        chain = chain.skip(first % per_pass) if first % per_pass else chain
         return chain.prefetch(tf.data.AUTOTUNE)
     data = data.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     data = data.batch(step, drop_remainder=True)
