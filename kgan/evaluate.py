@@ -292,29 +292,27 @@ def signature_shapes(model):
     return int(latent.shape[-1]), tuple(int(s) for s in images.shape[1:])
 
 
-def generate_samples(model, num, seed=0, batch_size=500, progress=True):
-    """`num` samples from an exported generator's serving_default signature.
+def generate_samples(model, num, seed=0, progress=True):
+    """`num` samples of an exported generator, exactly those `kgan generate --num NUM --seed SEED`
+    writes: `kgan.generate.sample_batches` (the export's stateless `sample` signature; an export
+    without it gets the same latents through `serving_default`). One sampling convention, so a
+    score can be traced to the samples it was computed on.
 
-    The latents are `np.random.default_rng(seed).standard_normal((num, D))` as float32 (D
-    read from the signature), so anyone can regenerate the same samples. A conditional export
-    gets the classes in turn, 0, 1, ..., K-1, 0, ... (as `kgan generate` does).
+    Returns images as float32 in [-1, 1] (the uint8 samples mapped back: x / 127.5 - 1) or the
+    points as they are. A conditional export gets the classes in turn, 0, 1, ..., K-1, 0, ...
     """
     import keras
-    import tensorflow as tf
 
-    from kgan.generate import is_conditional, num_classes
+    from kgan.generate import sample_batches
 
-    latent_dim, _ = signature_shapes(model)
-    latents = np.random.default_rng(seed).standard_normal((num, latent_dim)).astype(np.float32)
-    labels = np.arange(num, dtype=np.int32) % num_classes(model) if is_conditional(model) else None
-    serve = model.signatures["serving_default"]
     bar = keras.utils.Progbar(num, unit_name="sample") if progress else None
-    outputs = []
-    for start in range(0, num, batch_size):
-        extra = {} if labels is None else {"labels": tf.constant(labels[start:start + batch_size])}
-        outputs.append(serve(latent=tf.constant(latents[start:start + batch_size]), **extra)["images"].numpy())
+    outputs, done = [], 0
+    for arrays in sample_batches(model, num, seed):
+        part = arrays["images"].astype(np.float32) / 127.5 - 1.0 if "images" in arrays else arrays["points"]
+        outputs.append(part)
+        done += len(part)
         if bar is not None:
-            bar.update(min(start + batch_size, num))
+            bar.update(done)
     return np.concatenate(outputs, axis=0)
 
 
