@@ -31,9 +31,10 @@ import numpy as np
 
 from kgan import metrics as kmetrics
 from kgan.errors import KganError, UsageError
+from kgan.names import METRICS
+from kgan.registry import Registry
 
 #: Metric names accepted by `--metrics` (besides "none").
-METRICS = ("fid", "fcd", "kid", "is", "pr", "dc", "modes")
 #: Metrics that need a feature network's activations.
 FEATURE_METRICS = ("fid", "fcd", "kid", "is", "pr", "dc")
 #: Datasets with mode metrics (kgan.metrics.mode_metrics).
@@ -213,24 +214,7 @@ class Evaluator:
             self.seconds["features"] = time.perf_counter() - start
         for metric in self.metrics:
             start = time.perf_counter()
-            if metric in ("fid", "fcd"):
-                results[self.distance_name] = kmetrics.frechet_distance(self._real_statistics, fake)
-            elif metric == "kid":
-                kid = kmetrics.kernel_inception_distance(self._real, fake, num_subsets=self.kid_subsets)
-                results.update(kid=kid["mean"], kid_std=kid["std"])
-            elif metric == "is":
-                score = kmetrics.inception_score(logits, from_logits=True)
-                results.update({"is": score["mean"], "is_std": score["std"]})
-            elif metric == "pr":
-                results.update(kmetrics.precision_recall(self._real, fake))
-            elif metric == "dc":
-                results.update(kmetrics.density_coverage(self._real, fake))
-            elif metric == "modes":
-                modes = kmetrics.mode_metrics(samples, self.dataset, classifier=self.classifier)
-                results["modes"] = modes["modes_captured"]
-                if "high_quality_percent" in modes:
-                    results["hq_percent"] = modes["high_quality_percent"]
-                results["reverse_kl"] = modes["reverse_kl"]
+            results.update(METRIC_REGISTRY.lookup(metric).score(self, samples, fake, logits))
             self.seconds[self.distance_name if metric in ("fid", "fcd") else metric] = time.perf_counter() - start
         return {name: float(value) for name, value in results.items()}
 
@@ -246,23 +230,7 @@ class Evaluator:
             net = self.features.name + (f" ({self.features.distance_name})" if self.features.name != "raw" else "")
         labels = {}
         for metric in self.metrics:
-            if metric in ("fid", "fcd"):
-                labels[self.distance_name] = f"Frechet distance ({n}) on {net}"
-            elif metric == "kid":
-                labels["kid"] = f"KID, mean over {self.kid_subsets} subsets of <= 1000 ({n}) on {net}"
-            elif metric == "is":
-                labels["is"] = f"Inception Score formula, 10 splits ({self.num_samples or '?'} generated) on {net}"
-            elif metric == "pr":
-                labels["precision"] = labels["recall"] = f"improved precision / recall, k = 3 ({n}) on {net}"
-            elif metric == "dc":
-                labels["density"] = labels["coverage"] = f"density / coverage, k = 5 ({n}) on {net}"
-            elif metric == "modes":
-                accuracy = getattr(self.classifier, "test_accuracy", None)
-                how = "nearest mode within 3 std (PacGAN protocol)"
-                if self.classifier is not None:
-                    how = f"channels classified by {self.classifier.name}" + (
-                        f" (held-out accuracy {accuracy:.2%})" if accuracy is not None else "")
-                labels["modes"] = f"{self.dataset} modes captured ({self.num_samples or '?'} generated); {how}"
+            labels.update(METRIC_REGISTRY.lookup(metric).label(self, n, net))
         return labels
 
     def describe(self):
@@ -271,6 +239,100 @@ class Evaluator:
         if self.classifier is not None and self.classifier is not self.features:
             info["mode_classifier"] = self.classifier.label
         return info
+
+
+# --------------------------------------------------------------------------------------------
+# The metrics by name (kgan.names.METRICS), stylegan2-ada's `register_metric` style: each one
+# says how it scores a batch (`score(evaluator, samples, fake, logits)`: fake activations and
+# logits from the evaluator's feature network) and how its values are labelled
+# (`label(evaluator, counts, net)`), both as {logged name: value}.
+
+METRIC_REGISTRY = Registry("metric")
+
+
+@METRIC_REGISTRY.register("fid", "fcd")
+class Frechet:
+    """Frechet distance of the activations, logged as what the network makes it: fid, fcd, fd."""
+
+    @staticmethod
+    def score(ev, samples, fake, logits):
+        return {ev.distance_name: kmetrics.frechet_distance(ev._real_statistics, fake)}
+
+    @staticmethod
+    def label(ev, n, net):
+        return {ev.distance_name: f"Frechet distance ({n}) on {net}"}
+
+
+@METRIC_REGISTRY.register("kid")
+class KernelInceptionDistance:
+    @staticmethod
+    def score(ev, samples, fake, logits):
+        kid = kmetrics.kernel_inception_distance(ev._real, fake, num_subsets=ev.kid_subsets)
+        return {"kid": kid["mean"], "kid_std": kid["std"]}
+
+    @staticmethod
+    def label(ev, n, net):
+        return {"kid": f"KID, mean over {ev.kid_subsets} subsets of <= 1000 ({n}) on {net}"}
+
+
+@METRIC_REGISTRY.register("is")
+class InceptionScore:
+    @staticmethod
+    def score(ev, samples, fake, logits):
+        score = kmetrics.inception_score(logits, from_logits=True)
+        return {"is": score["mean"], "is_std": score["std"]}
+
+    @staticmethod
+    def label(ev, n, net):
+        return {"is": f"Inception Score formula, 10 splits ({ev.num_samples or '?'} generated) on {net}"}
+
+
+@METRIC_REGISTRY.register("pr")
+class PrecisionRecall:
+    @staticmethod
+    def score(ev, samples, fake, logits):
+        return kmetrics.precision_recall(ev._real, fake)
+
+    @staticmethod
+    def label(ev, n, net):
+        text = f"improved precision / recall, k = 3 ({n}) on {net}"
+        return {"precision": text, "recall": text}
+
+
+@METRIC_REGISTRY.register("dc")
+class DensityCoverage:
+    @staticmethod
+    def score(ev, samples, fake, logits):
+        return kmetrics.density_coverage(ev._real, fake)
+
+    @staticmethod
+    def label(ev, n, net):
+        text = f"density / coverage, k = 5 ({n}) on {net}"
+        return {"density": text, "coverage": text}
+
+
+@METRIC_REGISTRY.register("modes")
+class Modes:
+    """Mode counts (kgan.metrics.modes) under kgan's logged names: modes, hq_percent, reverse_kl."""
+
+    @staticmethod
+    def score(ev, samples, fake, logits):
+        modes = kmetrics.mode_metrics(samples, ev.dataset, classifier=ev.classifier)
+        results = {"modes": modes["modes_captured"]}
+        if "high_quality_percent" in modes:
+            results["hq_percent"] = modes["high_quality_percent"]
+        results["reverse_kl"] = modes["reverse_kl"]
+        return results
+
+    @staticmethod
+    def label(ev, n, net):
+        accuracy = getattr(ev.classifier, "test_accuracy", None)
+        how = "nearest mode within 3 std (PacGAN protocol)"
+        if ev.classifier is not None:
+            how = f"channels classified by {ev.classifier.name}" + (
+                f" (held-out accuracy {accuracy:.2%})" if accuracy is not None else "")
+        return {"modes": f"{ev.dataset} modes captured ({ev.num_samples or '?'} generated); {how}"}
+
 
 
 def real_examples(dataset, num_real=DEFAULT_NUM_REAL):

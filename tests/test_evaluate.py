@@ -105,3 +105,12 @@ def test_evaluate_user_errors_exit_2_with_one_line(argv, expected, exported, cap
         argv = ["--model", exported, *argv]
     code, out, err = run_main(["evaluate", *argv], capsys)
     assert code == 2 and err.count("\n") == 1 and expected in err, err
+
+
+def test_the_metric_registry_holds_exactly_the_metric_names():
+    from kgan.names import METRICS
+
+    assert evaluate.METRIC_REGISTRY.names() == METRICS
+    assert evaluate.METRIC_REGISTRY.lookup("fcd") is evaluate.METRIC_REGISTRY.lookup("fid")
+    with pytest.raises(ValueError, match="unknown metric 'nope'"):
+        evaluate.METRIC_REGISTRY.lookup("nope")
