@@ -31,9 +31,10 @@ import numpy as np
 
 from kgan import metrics as kmetrics
 from kgan.errors import KganError, UsageError
+from kgan.names import METRICS
+from kgan.registry import Registry
 
 #: Metric names accepted by `--metrics` (besides "none").
-METRICS = ("fid", "fcd", "kid", "is", "pr", "dc", "modes")
 #: Metrics that need a feature network's activations.
 FEATURE_METRICS = ("fid", "fcd", "kid", "is", "pr", "dc")
 #: Datasets with mode metrics (kgan.metrics.mode_metrics).
@@ -213,24 +214,7 @@ class Evaluator:
             self.seconds["features"] = time.perf_counter() - start
         for metric in self.metrics:
             start = time.perf_counter()
-            if metric in ("fid", "fcd"):
-                results[self.distance_name] = kmetrics.frechet_distance(self._real_statistics, fake)
-            elif metric == "kid":
-                kid = kmetrics.kernel_inception_distance(self._real, fake, num_subsets=self.kid_subsets)
-                results.update(kid=kid["mean"], kid_std=kid["std"])
-            elif metric == "is":
-                score = kmetrics.inception_score(logits, from_logits=True)
-                results.update({"is": score["mean"], "is_std": score["std"]})
-            elif metric == "pr":
-                results.update(kmetrics.precision_recall(self._real, fake))
-            elif metric == "dc":
-                results.update(kmetrics.density_coverage(self._real, fake))
-            elif metric == "modes":
-                modes = kmetrics.mode_metrics(samples, self.dataset, classifier=self.classifier)
-                results["modes"] = modes["modes_captured"]
-                if "high_quality_percent" in modes:
-                    results["hq_percent"] = modes["high_quality_percent"]
-                results["reverse_kl"] = modes["reverse_kl"]
+            results.update(METRIC_REGISTRY.lookup(metric).score(self, samples, fake, logits))
             self.seconds[self.distance_name if metric in ("fid", "fcd") else metric] = time.perf_counter() - start
         return {name: float(value) for name, value in results.items()}
 
@@ -246,23 +230,7 @@ class Evaluator:
             net = self.features.name + (f" ({self.features.distance_name})" if self.features.name != "raw" else "")
         labels = {}
         for metric in self.metrics:
-            if metric in ("fid", "fcd"):
-                labels[self.distance_name] = f"Frechet distance ({n}) on {net}"
-            elif metric == "kid":
-                labels["kid"] = f"KID, mean over {self.kid_subsets} subsets of <= 1000 ({n}) on {net}"
-            elif metric == "is":
-                labels["is"] = f"Inception Score formula, 10 splits ({self.num_samples or '?'} generated) on {net}"
-            elif metric == "pr":
-                labels["precision"] = labels["recall"] = f"improved precision / recall, k = 3 ({n}) on {net}"
-            elif metric == "dc":
-                labels["density"] = labels["coverage"] = f"density / coverage, k = 5 ({n}) on {net}"
-            elif metric == "modes":
-                accuracy = getattr(self.classifier, "test_accuracy", None)
-                how = "nearest mode within 3 std (PacGAN protocol)"
-                if self.classifier is not None:
-                    how = f"channels classified by {self.classifier.name}" + (
-                        f" (held-out accuracy {accuracy:.2%})" if accuracy is not None else "")
-                labels["modes"] = f"{self.dataset} modes captured ({self.num_samples or '?'} generated); {how}"
+            labels.update(METRIC_REGISTRY.lookup(metric).label(self, n, net))
         return labels
 
     def describe(self):
@@ -271,6 +239,100 @@ class Evaluator:
         if self.classifier is not None and self.classifier is not self.features:
             info["mode_classifier"] = self.classifier.label
         return info
+
+
+# --------------------------------------------------------------------------------------------
+# The metrics by name (kgan.names.METRICS), stylegan2-ada's `register_metric` style: each one
+# says how it scores a batch (`score(evaluator, samples, fake, logits)`: fake activations and
+# logits from the evaluator's feature network) and how its values are labelled
+# (`label(evaluator, counts, net)`), both as {logged name: value}.
+
+METRIC_REGISTRY = Registry("metric")
+
+
+@METRIC_REGISTRY.register("fid", "fcd")
+class Frechet:
+    """Frechet distance of the activations, logged as what the network makes it: fid, fcd, fd."""
+
+    @staticmethod
+    def score(ev, samples, fake, logits):
+        return {ev.distance_name: kmetrics.frechet_distance(ev._real_statistics, fake)}
+
+    @staticmethod
+    def label(ev, n, net):
+        return {ev.distance_name: f"Frechet distance ({n}) on {net}"}
+
+
+@METRIC_REGISTRY.register("kid")
+class KernelInceptionDistance:
+    @staticmethod
+    def score(ev, samples, fake, logits):
+        kid = kmetrics.kernel_inception_distance(ev._real, fake, num_subsets=ev.kid_subsets)
+        return {"kid": kid["mean"], "kid_std": kid["std"]}
+
+    @staticmethod
+    def label(ev, n, net):
+        return {"kid": f"KID, mean over {ev.kid_subsets} subsets of <= 1000 ({n}) on {net}"}
+
+
+@METRIC_REGISTRY.register("is")
+class InceptionScore:
+    @staticmethod
+    def score(ev, samples, fake, logits):
+        score = kmetrics.inception_score(logits, from_logits=True)
+        return {"is": score["mean"], "is_std": score["std"]}
+
+    @staticmethod
+    def label(ev, n, net):
+        return {"is": f"Inception Score formula, 10 splits ({ev.num_samples or '?'} generated) on {net}"}
+
+
+@METRIC_REGISTRY.register("pr")
+class PrecisionRecall:
+    @staticmethod
+    def score(ev, samples, fake, logits):
+        return kmetrics.precision_recall(ev._real, fake)
+
+    @staticmethod
+    def label(ev, n, net):
+        text = f"improved precision / recall, k = 3 ({n}) on {net}"
+        return {"precision": text, "recall": text}
+
+
+@METRIC_REGISTRY.register("dc")
+class DensityCoverage:
+    @staticmethod
+    def score(ev, samples, fake, logits):
+        return kmetrics.density_coverage(ev._real, fake)
+
+    @staticmethod
+    def label(ev, n, net):
+        text = f"density / coverage, k = 5 ({n}) on {net}"
+        return {"density": text, "coverage": text}
+
+
+@METRIC_REGISTRY.register("modes")
+class Modes:
+    """Mode counts (kgan.metrics.modes) under kgan's logged names: modes, hq_percent, reverse_kl."""
+
+    @staticmethod
+    def score(ev, samples, fake, logits):
+        modes = kmetrics.mode_metrics(samples, ev.dataset, classifier=ev.classifier)
+        results = {"modes": modes["modes_captured"]}
+        if "high_quality_percent" in modes:
+            results["hq_percent"] = modes["high_quality_percent"]
+        results["reverse_kl"] = modes["reverse_kl"]
+        return results
+
+    @staticmethod
+    def label(ev, n, net):
+        accuracy = getattr(ev.classifier, "test_accuracy", None)
+        how = "nearest mode within 3 std (PacGAN protocol)"
+        if ev.classifier is not None:
+            how = f"channels classified by {ev.classifier.name}" + (
+                f" (held-out accuracy {accuracy:.2%})" if accuracy is not None else "")
+        return {"modes": f"{ev.dataset} modes captured ({ev.num_samples or '?'} generated); {how}"}
+
 
 
 def real_examples(dataset, num_real=DEFAULT_NUM_REAL):
@@ -292,29 +354,27 @@ def signature_shapes(model):
     return int(latent.shape[-1]), tuple(int(s) for s in images.shape[1:])
 
 
-def generate_samples(model, num, seed=0, batch_size=500, progress=True):
-    """`num` samples from an exported generator's serving_default signature.
+def generate_samples(model, num, seed=0, progress=True):
+    """`num` samples of an exported generator, exactly those `kgan generate --num NUM --seed SEED`
+    writes: `kgan.generate.sample_batches` (the export's stateless `sample` signature; an export
+    without it gets the same latents through `serving_default`). One sampling convention, so a
+    score can be traced to the samples it was computed on.
 
-    The latents are `np.random.default_rng(seed).standard_normal((num, D))` as float32 (D
-    read from the signature), so anyone can regenerate the same samples. A conditional export
-    gets the classes in turn, 0, 1, ..., K-1, 0, ... (as `kgan generate` does).
+    Returns images as float32 in [-1, 1] (the uint8 samples mapped back: x / 127.5 - 1) or the
+    points as they are. A conditional export gets the classes in turn, 0, 1, ..., K-1, 0, ...
     """
     import keras
-    import tensorflow as tf
 
-    from kgan.generate import is_conditional, num_classes
+    from kgan.generate import sample_batches
 
-    latent_dim, _ = signature_shapes(model)
-    latents = np.random.default_rng(seed).standard_normal((num, latent_dim)).astype(np.float32)
-    labels = np.arange(num, dtype=np.int32) % num_classes(model) if is_conditional(model) else None
-    serve = model.signatures["serving_default"]
     bar = keras.utils.Progbar(num, unit_name="sample") if progress else None
-    outputs = []
-    for start in range(0, num, batch_size):
-        extra = {} if labels is None else {"labels": tf.constant(labels[start:start + batch_size])}
-        outputs.append(serve(latent=tf.constant(latents[start:start + batch_size]), **extra)["images"].numpy())
+    outputs, done = [], 0
+    for arrays in sample_batches(model, num, seed):
+        part = arrays["images"].astype(np.float32) / 127.5 - 1.0 if "images" in arrays else arrays["points"]
+        outputs.append(part)
+        done += len(part)
         if bar is not None:
-            bar.update(min(start + batch_size, num))
+            bar.update(done)
     return np.concatenate(outputs, axis=0)
 
 

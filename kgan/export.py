@@ -177,7 +177,3 @@ def export_generator(generator, path, latent_dim=None, config_path=None, num_cla
         archive.write_out(staging, verbose=False)
     return path
 
-
-def load_generator(path):
-    """Loads an exported generator with plain TensorFlow; returns the `serving_default` function."""
-    return tf.saved_model.load(path).signatures["serving_default"]

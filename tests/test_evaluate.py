@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kgan import cli, data, evaluate, metrics, networks
+from kgan import cli, data, evaluate, generate, metrics, networks
 from kgan.export import export_generator
 from kgan.metrics import classifier as classifier_module
 
@@ -43,10 +43,10 @@ def test_evaluate_json_equals_the_metrics_computed_directly(exported, quick_clas
                             capsys)
     assert code == 0
     report = json.loads(out_json.read_text())
-    # Independently: the documented latents through the plain serving signature, then the maths.
-    serve = tf.saved_model.load(exported).signatures["serving_default"]
-    latents = np.random.default_rng(3).standard_normal((NUM, 16)).astype(np.float32)
-    images = serve(latent=tf.constant(latents))["images"].numpy()
+    # Independently: the samples `kgan generate --seed 3 --num NUM` writes (uint8), back in [-1, 1], then the maths.
+    samples = tf.saved_model.load(exported).signatures["sample"](num=tf.constant(NUM), seed=tf.constant(3, tf.int64),
+                                                                 truncation=tf.constant(0.0))
+    images = samples["images"].numpy().astype(np.float32) / 127.5 - 1.0
     net = metrics.get_feature_extractor("classifier:digits", cache_dir=str(quick_classifier))
     assert net.from_cache  # the one evaluate trained
     real = net.features(data.digits_arrays()[0][:600])  # the first 600 of the dataset
@@ -79,13 +79,12 @@ def test_evaluate_mode_metrics_of_a_point_generator(tmp_path, capsys):
     assert code == 0
     report = json.loads(out_json.read_text())
     assert report["num_samples"] == 2500  # PacGAN's protocol
-    serve = tf.saved_model.load(path).signatures["serving_default"]
-    points = serve(latent=tf.constant(np.random.default_rng(0).standard_normal((2500, 8)).astype(np.float32)))["images"]
-    expected = metrics.mode_metrics(points.numpy(), "ring8")
+    points = generate.sample(tf.saved_model.load(path), 2500, seed=0)["points"]  # = kgan generate --seed 0 --num 2500
+    expected = metrics.mode_metrics(points, "ring8")
     assert report["metrics"]["modes"] == expected["modes_captured"]
     assert report["metrics"]["hq_percent"] == expected["high_quality_percent"]
     real = evaluate.real_examples(data.load("ring8", seed=0))
-    assert report["metrics"]["fd"] == pytest.approx(metrics.frechet_distance(real, points.numpy()), rel=1e-9)
+    assert report["metrics"]["fd"] == pytest.approx(metrics.frechet_distance(real, points), rel=1e-9)
 
 
 @pytest.mark.parametrize(
@@ -106,3 +105,12 @@ def test_evaluate_user_errors_exit_2_with_one_line(argv, expected, exported, cap
         argv = ["--model", exported, *argv]
     code, out, err = run_main(["evaluate", *argv], capsys)
     assert code == 2 and err.count("\n") == 1 and expected in err, err
+
+
+def test_the_metric_registry_holds_exactly_the_metric_names():
+    from kgan.names import METRICS
+
+    assert evaluate.METRIC_REGISTRY.names() == METRICS
+    assert evaluate.METRIC_REGISTRY.lookup("fcd") is evaluate.METRIC_REGISTRY.lookup("fid")
+    with pytest.raises(ValueError, match="unknown metric 'nope'"):
+        evaluate.METRIC_REGISTRY.lookup("nope")

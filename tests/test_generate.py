@@ -55,6 +55,22 @@ def test_generate_writes_arrays_matching_the_sample_signature(model_path, serve,
     np.testing.assert_array_equal(again["images"], arrays["images"])
 
 
+def test_evaluate_sees_the_samples_generate_writes(model_path, tmp_path, capsys):
+    """One sampling convention: `kgan evaluate --seed S` scores exactly the N samples that
+    `kgan generate --seed S --num N` writes (as float in [-1, 1])."""
+    from kgan import evaluate
+
+    out = tmp_path / "samples.npz"
+    code, _, _ = run_main(["generate", "--model", model_path, "--num", "30", "--seed", "9", "--out", str(out)], capsys)
+    assert code == 0
+    written = np.load(out)["images"]
+    scored = evaluate.generate_samples(tf.saved_model.load(model_path), 30, seed=9, progress=False)
+    assert scored.dtype == np.float32 and scored.shape == (30, 8, 8, 1)
+    np.testing.assert_array_equal(scored, written.astype(np.float32) / 127.5 - 1.0)
+    assert not np.array_equal(scored, evaluate.generate_samples(tf.saved_model.load(model_path), 30, seed=10,
+                                                                progress=False))
+
+
 def test_interpolation_endpoints_are_the_generator_at_the_endpoint_latents(model_path, serve, tmp_path, capsys):
     out = tmp_path / "interp.npz"
     code, _, _ = run_main(["generate", "--model", model_path, "--interpolate", "5", "--pairs", "2",

@@ -11,6 +11,9 @@ Names:
                       TensorFlow Datasets (downloaded once, or read from `data_dir`).
     folder:PATH       a directory of images (png/jpg/bmp/gif), searched recursively.
 
+Importing kgan.data does not import TensorFlow (the functions that build a `tf.data` pipeline
+import it), so TF-free code can read `NUM_CLASSES`, `MIXTURES` and the mixtures.
+
 Every dataset yields single examples, float32, images in [-1, 1] of shape [H, W, C] (square,
 8..64 pixels: DCGAN sizes) or points of shape [2]. With `load(..., with_labels=True)` (for
 conditional GANs) a labelled dataset yields `(example, label)` pairs, the label an int32 class
@@ -22,19 +25,14 @@ import os
 import socket
 
 import numpy as np
-import tensorflow as tf
 
-from kgan.config import DATASETS as NAMES
+from kgan.data.mixtures import MIXTURE_SAMPLES, mixture_modes, mixture_samples
 from kgan.errors import UsageError
-from kgan.metrics.modes import mixture_modes  # the benchmark protocol lives with its metrics
+from kgan.names import DATASETS as NAMES
+from kgan.names import IMAGE_SIZES, MIXTURES, NUM_CLASSES
 
-MIXTURES = ("ring8", "grid25")
 TFDS_NAMES = tuple(name for name in NAMES if name not in ("digits", "stacked_digits", *MIXTURES))
-#: Datasets with one class label per example (conditional GANs), and their number of classes.
-NUM_CLASSES = {"digits": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10, "svhn_cropped": 10}
 STACKED_SAMPLES = 50_000
-IMAGE_SIZES = (8, 16, 32, 64)
-MIXTURE_SAMPLES = 100_000
 
 
 @dataclasses.dataclass
@@ -53,7 +51,7 @@ class Dataset:
     """
 
     name: str
-    data: tf.data.Dataset
+    data: "tf.data.Dataset"  # noqa: F821 - TensorFlow is imported where a dataset is built
     shape: tuple
     num_examples: int
     labels: np.ndarray = None
@@ -124,6 +122,8 @@ def digits_arrays():
 
 
 def _digits(image_size, with_labels=False):
+    import tensorflow as tf
+
     images, labels = digits_arrays()
     data = tf.data.Dataset.from_tensor_slices(images)
     if image_size not in (None, 8):
@@ -147,6 +147,8 @@ def stacked_digits_arrays(n, seed=0):
 
 
 def _stacked_digits(n, seed, image_size):
+    import tensorflow as tf
+
     images, labels = stacked_digits_arrays(n, seed)
     data = tf.data.Dataset.from_tensor_slices(images)
     if image_size not in (None, 8):
@@ -155,15 +157,9 @@ def _stacked_digits(n, seed, image_size):
     return Dataset("stacked_digits", data, (size, size, 3), n, labels)
 
 
-def mixture_samples(name, n, seed=0):
-    """`n` samples [n, 2] float32 of a benchmark mixture, modes chosen uniformly."""
-    modes, std = mixture_modes(name)
-    rng = np.random.default_rng(seed)
-    which = rng.integers(len(modes), size=n)
-    return (modes[which] + std * rng.standard_normal((n, 2))).astype("float32"), which
-
-
 def _mixture(name, n, seed):
+    import tensorflow as tf
+
     points, which = mixture_samples(name, n, seed)
     return Dataset(name, tf.data.Dataset.from_tensor_slices(points), (2,), n, which)
 
@@ -173,6 +169,8 @@ def _mixture(name, n, seed):
 
 
 def _to_unit_range(image):
+    import tensorflow as tf
+
     return tf.cast(image, tf.float32) / 127.5 - 1.0
 
 
@@ -191,6 +189,8 @@ def check_image_files(path):
     Run when the folder is indexed, before anything is written: a truncated PNG or a text file
     named .png otherwise fails at the first training step with a TensorFlow traceback.
     """
+    import tensorflow as tf
+
     bad, count = [], 0
     for root, _, names in os.walk(path, followlinks=True):
         for name in sorted(names):
@@ -214,6 +214,8 @@ def check_image_files(path):
 
 
 def _folder(path, image_size):
+    import tensorflow as tf
+
     if not os.path.isdir(path):
         raise UsageError(f"image folder {path!r} does not exist or is not a directory")
     check_image_files(path)
@@ -238,6 +240,7 @@ def _network_available(host="storage.googleapis.com", port=443, timeout=3.0):
 
 
 def _tfds(name, data_dir, image_size, with_labels=False):
+    import tensorflow as tf
     import tensorflow_datasets as tfds
 
     builder = tfds.builder(name, data_dir=data_dir)
@@ -310,6 +313,8 @@ def pipeline(dataset, batch_size, d_steps=1, seed=None, shuffle_buffer=None, cac
     Raises:
         UsageError: if the dataset is smaller than one step.
     """
+    import tensorflow as tf
+
     step = batch_size * d_steps
     if dataset.num_examples < step:
         raise UsageError(

@@ -4,8 +4,9 @@ coverage, mode counts, and the feature networks that produce the activations.
 The maths (frechet, kernel, inception_score, manifold, modes) are pure NumPy functions on
 activation arrays, accumulate in float64 and return plain Python floats (or dicts of them).
 The feature networks (features, classifier) map images to those activations, and each carries
-a `label` that reports print beside the numbers. Importing this package does not import
-TensorFlow; the feature networks import it when built.
+a `label` that reports print beside the numbers. Importing this package imports nothing:
+each name is loaded from its submodule on first use, and the feature networks import TensorFlow
+when built.
 
 Example:
 
@@ -20,45 +21,50 @@ print(metrics.kernel_inception_distance(real, fake), metrics.precision_recall(re
 ```
 """
 
-from kgan.metrics.classifier import (
-    Classifier,
-    build_classifier,
-    classifier_datasets,
-    load_classifier,
-    load_digits_split,
-    register_classifier_dataset,
-    train_classifier,
-)
-from kgan.metrics.features import (
-    INCEPTION_FINAL_POOL,
-    INCEPTION_FROZEN_GRAPH,
-    INCEPTION_INPUT,
-    INCEPTION_TAR_URL,
-    FeatureExtractor,
-    FeatureNetworkUnavailableError,
-    InceptionGraph,
-    KerasInception,
-    default_cache_dir,
-    get_feature_extractor,
-    resolve_inception_graph,
-)
-from kgan.metrics.frechet import (
-    ActivationStatistics,
-    frechet_distance,
-    frechet_distance_from_statistics,
-    trace_sqrt_product,
-)
+import importlib
+
+# Eager (NumPy only): the function and its submodule share the name, and a lazy load of the
+# submodule would rebind the package attribute to the module.
 from kgan.metrics.inception_score import inception_score
-from kgan.metrics.kernel import kernel_inception_distance, polynomial_mmd2_unbiased
-from kgan.metrics.manifold import density_coverage, precision_recall
-from kgan.metrics.modes import (
-    Mixture,
-    mixture_mode_metrics,
-    mixture_modes,
-    mode_metrics,
-    stacked_digit_modes,
-    stacked_mode_metrics,
-)
+
+_SUBMODULES = ("classifier", "extractor", "features", "frechet", "kernel", "manifold", "modes")
+#: Public name -> the submodule that defines it. Imported on first use (PEP 562), so importing
+#: one leaf (kgan.metrics.modes) does not load the others (SciPy, the feature networks).
+_NAMES = {
+    "Classifier": "classifier",
+    "build_classifier": "classifier",
+    "classifier_datasets": "classifier",
+    "load_classifier": "classifier",
+    "load_digits_split": "classifier",
+    "register_classifier_dataset": "classifier",
+    "train_classifier": "classifier",
+    "INCEPTION_FINAL_POOL": "features",
+    "INCEPTION_FROZEN_GRAPH": "features",
+    "INCEPTION_INPUT": "features",
+    "INCEPTION_TAR_URL": "features",
+    "FeatureExtractor": "features",
+    "FeatureNetworkUnavailableError": "features",
+    "InceptionGraph": "features",
+    "KerasInception": "features",
+    "default_cache_dir": "features",
+    "get_feature_extractor": "features",
+    "resolve_inception_graph": "features",
+    "ActivationStatistics": "frechet",
+    "frechet_distance": "frechet",
+    "frechet_distance_from_statistics": "frechet",
+    "trace_sqrt_product": "frechet",
+    "kernel_inception_distance": "kernel",
+    "polynomial_mmd2_unbiased": "kernel",
+    "density_coverage": "manifold",
+    "precision_recall": "manifold",
+    "Mixture": "modes",
+    "mixture_mode_metrics": "modes",
+    "mixture_modes": "modes",
+    "mode_metrics": "modes",
+    "stacked_digit_modes": "modes",
+    "stacked_mode_metrics": "modes",
+}
+
 
 __all__ = [
     "INCEPTION_FINAL_POOL",
@@ -95,3 +101,11 @@ __all__ = [
     "trace_sqrt_product",
     "train_classifier",
 ]
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"kgan.metrics.{name}")
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"kgan.metrics.{_NAMES[name]}"), name)
+    raise AttributeError(f"module 'kgan.metrics' has no attribute {name!r}")

@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from kgan.metrics.features import (
+from kgan.metrics.extractor import (
     FeatureExtractor,
     FeatureNetworkUnavailableError,
     default_cache_dir,

@@ -16,53 +16,16 @@ The protocols follow PacGAN (Lin et al., 2018, https://arxiv.org/abs/1712.04086)
   classifier assigns to its channels. Reported: number of distinct triples and
   KL(p_gen || uniform over 1000), with the same p > 0 convention.
 
-The mode centres live here (`mixture_modes`) so the data pipeline and the metrics share them.
+The mode centres live in kgan.data.mixtures (TF-free), shared with the data pipeline.
 """
-
-from typing import NamedTuple
 
 import numpy as np
 
+from kgan.data.mixtures import MIXTURES, Mixture, mixture_modes  # noqa: F401 - Mixture re-exported
 from kgan.metrics._validation import as_activations, check_positive_int
 
-MIXTURES = ("ring8", "grid25")
-STACKED_DATASETS = {"stacked_digits": "digits", "stacked_mnist": "mnist"}
+STACKED_DATASETS = {"stacked_digits": "digits"}
 HIGH_QUALITY_STDS = 3.0
-
-
-class Mixture(NamedTuple):
-    """A 2-D isotropic Gaussian mixture with equal weights; unpacks as `means, std = ...`.
-
-    Attributes:
-        means: float64 `[num_modes, 2]` mode centres (grid25 in x-major order).
-        std: per-coordinate standard deviation of every component.
-    """
-
-    means: np.ndarray
-    std: float
-
-
-def mixture_modes(name):
-    """The centres and std of a standard 2-D mixture (PacGAN / VEEGAN protocol).
-
-    Args:
-        name: "ring8" (8 modes on the unit circle at angles 2 pi i / 8, std 0.01) or
-            "grid25" (modes {-4, -2, 0, 2, 4}^2, std 0.05).
-
-    Returns:
-        A `Mixture(means [num_modes, 2] float64, std)`; a fresh array on every call.
-
-    Raises:
-        ValueError: for an unknown name.
-    """
-    if name == "ring8":
-        angles = 2.0 * np.pi * np.arange(8) / 8.0  # not linspace(0, 2 pi, 8): 7 distinct modes
-        return Mixture(np.stack([np.cos(angles), np.sin(angles)], axis=1), 0.01)
-    if name == "grid25":
-        axis = np.array([-4.0, -2.0, 0.0, 2.0, 4.0])
-        xs, ys = np.meshgrid(axis, axis, indexing="ij")
-        return Mixture(np.stack([xs.ravel(), ys.ravel()], axis=1), 0.05)
-    raise ValueError(f"Unknown mixture: {name!r}; expected one of {MIXTURES}.")
 
 
 def _kl_to_uniform(counts):
@@ -210,7 +173,7 @@ def stacked_mode_metrics(images, classifier, batch_size=256):
 
 
 def mode_metrics(samples, dataset, classifier=None, batch_size=256):
-    """Mode-collapse metrics for "ring8", "grid25", "stacked_digits" or "stacked_mnist".
+    """Mode-collapse metrics for "ring8", "grid25" or "stacked_digits".
 
     One entry point over `mixture_mode_metrics` (2-D points) and `stacked_mode_metrics`
     (3-channel images; protocols in the module docstring).
@@ -218,11 +181,11 @@ def mode_metrics(samples, dataset, classifier=None, batch_size=256):
     Args:
         samples: `[N, 2]` points for ring8 / grid25; `[N, H, W, 3]` images in [-1, 1] for the
             stacked datasets.
-        dataset: "ring8", "grid25", "stacked_digits" or "stacked_mnist".
+        dataset: "ring8", "grid25" or "stacked_digits".
         classifier: for the stacked datasets, a kgan `Classifier` or a callable returning
             `[N, num_classes]` scores for `[N, H, W, 1]` images; `None` loads (training and
-            caching on first use) kgan's classifier for the base dataset ("classifier:digits"
-            or "classifier:mnist"). Ignored for ring8 / grid25.
+            caching on first use) kgan's classifier for the base dataset ("classifier:digits").
+            Ignored for ring8 / grid25.
         batch_size: images per classifier call.
 
     Returns:
