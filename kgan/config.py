@@ -12,7 +12,6 @@ import json
 from kgan import names
 from kgan.names import DATASETS, LOSSES  # noqa: F401 - re-exported (the choice lists live in kgan.names)
 
-
 LOSS = "loss"
 DATA = "data"
 OPTIMISATION = "optimisation (defaults: the paper's Table 1)"
