@@ -9,100 +9,165 @@ digits, embedded, so `python train.py` needs no download.
 import dataclasses
 import json
 
+from kgan import names
 from kgan.names import DATASETS, LOSSES  # noqa: F401 - re-exported (the choice lists live in kgan.names)
 
+LOSS = "loss"
+DATA = "data"
+OPTIMISATION = "optimisation (defaults: the paper's Table 1)"
+STABILISATION = "stabilisation"
+TOOLBOX = "toolbox (README: Stabilisation techniques)"
+SCALE = "scale and survive"
+METRICS = "metrics during training (TensorBoard <logdir>/<run>/metrics, history, config.json)"
+RUN = "run"
 
-def _resume(default):
-    """A field of the RESUME IDENTITY: it shapes the variables or the maths of a training step, so
-    a checkpoint written with another value cannot be continued (`resume_fields`)."""
-    return dataclasses.field(default=default, metadata={"resume": True})
 
+def _field(default, group, help, resume=False, choices=None, low=None, high=None, low_open=False,
+           high_open=False, bare=None, metavar=None):
+    """A `TrainConfig` field whose metadata is everything the command line, `validate` and the
+    resume check need, so that adding an option is one line here.
+
+    Args:
+        group: the argparse group of its flag.
+        help: the flag's help (the default is appended by the CLI).
+        resume: in the RESUME IDENTITY: it shapes the variables or the maths of a training step,
+            so a checkpoint written with another value cannot be continued (`resume_fields`).
+        choices: the allowed values (a kgan.names list).
+        low, high: bounds of a number (when set); `low_open` / `high_open`: the bound itself is
+            excluded. Floats must also be finite.
+        bare: a flag usable bare (`--gp` means `bare`) or with a number (`--gp 5`).
+    """
+    metadata = {"group": group, "help": help, "resume": resume, "choices": choices, "low": low, "high": high,
+                "low_open": low_open, "high_open": high_open, "bare": bare, "metavar": metavar}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Every setting of a training run. Fields made with `_resume(...)` are the resume identity
-    (`resume_fields()`): the loss, data, batch geometry, networks, optimiser betas, penalties,
-    toolbox, precision and seed. The others may change between a run and its resume: --epochs,
-    the learning rates (lowering them is how a diverged run is continued), the strategy and
-    devices (a step on R replicas equals one on one replica), determinism, checkpoints, metrics
-    and the output paths."""
+    """Every setting of a training run; each field's metadata (`_field`) carries its flag's help,
+    group, choices and bounds, and whether it is in the resume identity (`resume_fields()`): the
+    loss, data, batch geometry, networks, optimiser betas, penalties, toolbox, precision and seed.
+    The others may change between a run and its resume: --epochs, the learning rates (lowering
+    them is how a diverged run is continued), the strategy and devices (a step on R replicas
+    equals one on one replica), determinism, checkpoints, metrics and the output paths."""
 
     # --- loss -------------------------------------------------------------------------------
-    loss: str = _resume("minkowski")  # minimax | non_saturating | wasserstein | least_squares | hinge | minkowski
-    p: float = _resume(4.0)  # Minkowski order (finite, >= 1); the paper's best is 4
-    minkowski_activation: str = _resume("sigmoid")  # sigmoid: D is a probability (paper); linear: raw output
+    loss: str = _field("minkowski", LOSS, resume=True, choices=names.LOSSES, metavar="NAME", help="the GAN loss")
+    p: float = _field(4.0, LOSS, resume=True, low=1, help="Minkowski order, finite and >= 1; the paper's best is 4")
+    minkowski_activation: str = _field("sigmoid", LOSS, resume=True, choices=names.MINKOWSKI_ACTIVATIONS,
+                                       help="sigmoid: D is a probability (the paper); linear: D's raw output")
     # --- data ---------------------------------------------------------------------------------
-    dataset: str = _resume("digits")  # digits | stacked_digits | ring8 | grid25 | mnist | fashion_mnist | cifar10 | svhn_cropped | celeb_a | folder:PATH
-    data_dir: str = None  # TensorFlow Datasets directory (prepared data, downloads)
-    image_size: int = _resume(None)  # 8 | 16 | 32 | 64; None: the dataset's size rounded up to one of these
+    dataset: str = _field("digits", DATA, resume=True, metavar="NAME",
+                          help=f"one of {', '.join(names.DATASETS)}, or folder:PATH (digits is embedded)")
+    data_dir: str = _field(None, DATA, help="TensorFlow Datasets directory with prepared data (and downloads)")
+    image_size: int = _field(None, DATA, resume=True, choices=names.IMAGE_SIZES,
+                             help="resize images to this size (default: the dataset's size rounded up)")
     # --- optimisation (paper, Table 1) -----------------------------------------------------------
-    epochs: int = 200
-    # Generator steps per epoch (Keras' steps_per_epoch); None: one pass over the data. Set, the
-    # data repeats (epoch-deterministically) and the epoch is this many steps: `kgan compare`'s
-    # rows are N steps evaluated every E as --steps-per-epoch E --epochs N/E --metrics-every 1.
-    # Part of the resume identity: it says which batches, and which steps, an epoch holds.
-    steps_per_epoch: int = _resume(None)
-    batch_size: int = _resume(64)  # global batch per discriminator update
-    latent_dim: int = _resume(100)
-    g_lr: float = 2e-4  # different G and D rates give the two time-scale update rule (TTUR)
-    d_lr: float = 2e-4
-    beta1: float = _resume(0.5)
-    beta2: float = _resume(0.999)
-    d_steps: int = _resume(1)  # discriminator updates per generator update (WGAN: 5)
+    epochs: int = _field(200, OPTIMISATION, low=1, help="")
+    steps_per_epoch: int = _field(None, OPTIMISATION, resume=True, low=1, metavar="N",
+                                  help="generator steps per epoch; default: one pass over the data. Set, the data "
+                                       "repeats (epoch-deterministically): a compare row of N steps evaluated every "
+                                       "E is --steps-per-epoch E --epochs N/E --metrics-every 1. In the resume "
+                                       "identity: it says which batches an epoch holds")
+    batch_size: int = _field(64, OPTIMISATION, resume=True, low=1, help="global batch per D update")
+    latent_dim: int = _field(100, OPTIMISATION, resume=True, low=1, help="")
+    g_lr: float = _field(2e-4, OPTIMISATION, low=0, low_open=True,
+                         help="generator Adam learning rate (different G and D rates: TTUR)")
+    d_lr: float = _field(2e-4, OPTIMISATION, low=0, low_open=True, help="discriminator Adam learning rate")
+    beta1: float = _field(0.5, OPTIMISATION, resume=True, low=0, high=1, high_open=True, help="")
+    beta2: float = _field(0.999, OPTIMISATION, resume=True, low=0, high=1, high_open=True, help="")
+    d_steps: int = _field(1, OPTIMISATION, resume=True, low=1, help="D updates per G update (WGAN: 5)")
     # --- stabilisation --------------------------------------------------------------------------
-    clip: float = _resume(None)  # clip every D weight to [-clip, clip] (WGAN: 0.01)
-    gp: float = _resume(None)  # WGAN-GP weight lambda (10 in the paper); None: no gradient penalty
-    r1: float = _resume(None)  # R1 penalty gamma on real data; None: off
-    label_smoothing: float = _resume(0.0)  # one-sided: D's real target becomes 1 - label_smoothing
-    instance_noise: float = _resume(0.0)  # std of Gaussian noise added to every D input
-    spectral_norm: bool = _resume(False)  # spectral normalisation in D
+    clip: float = _field(None, STABILISATION, resume=True, bare=0.01, low=0, low_open=True, metavar="C",
+                         help="clip every D weight to [-C, C] (WGAN: 0.01)")
+    gp: float = _field(None, STABILISATION, resume=True, bare=10.0, low=0, metavar="LAMBDA",
+                       help="WGAN-GP gradient penalty weight (10 in the paper)")
+    r1: float = _field(None, STABILISATION, resume=True, bare=10.0, low=0, metavar="GAMMA",
+                       help="R1 penalty on real data")
+    label_smoothing: float = _field(0.0, STABILISATION, resume=True, low=0, high=1, high_open=True,
+                                    help="one-sided: D's real target becomes 1 - this")
+    instance_noise: float = _field(0.0, STABILISATION, resume=True, low=0,
+                                   help="std of Gaussian noise added to every D input")
+    spectral_norm: bool = _field(False, STABILISATION, resume=True, help="spectral normalisation in D")
     # --- toolbox (README "Stabilisation techniques") -------------------------------------------
-    arch: str = _resume("dcgan")  # image networks: dcgan | resnet (SNGAN ResNet; spectral norm in D)
-    self_attention: int = _resume(None)  # SAGAN self-attention block at this feature resolution (e.g. 16)
-    minibatch_std: bool = _resume(False)  # ProGAN minibatch standard-deviation feature in D
-    conditional: bool = _resume(False)  # class-conditional G (conditional BN) and projection D; labelled datasets
-    ema: float = _resume(None)  # decay of the generator's exponential moving average (e.g. 0.999); exported if set
-    ema_start: int = _resume(0)  # generator step from which the average starts (before: a copy)
-    feature_matching: float = _resume(0.0)  # weight of the feature-matching term in G's loss (Salimans et al.)
-    augment: str = _resume(None)  # diffaugment | ada: differentiable augmentation of every D input
-    augment_policy: str = _resume("color,translation,cutout")  # DiffAugment ops
-    augment_p: float = _resume(None)  # augmentation probability (diffaugment: 1; ada: the start value, 0)
-    ada_target: float = _resume(0.6)  # ADA's target for r_t = E[sign(D(real) - the loss's decision threshold)]
-    unroll: int = _resume(0)  # unrolled GAN: G's loss through K simulated D updates (Metz et al.)
-    unroll_optimizer: str = _resume("discriminator")  # the simulated updates: discriminator (D's Adam and its state) | sgd
-    unroll_lr: float = _resume(None)  # learning rate of --unroll-optimizer sgd (never D's)
-    progressive: bool = _resume(False)  # progressive growing, 4x4 up to the image size (DCGAN family)
-    progressive_steps: int = _resume(None)  # generator steps per resolution phase; None: an equal share of training
-    fade_steps: int = _resume(None)  # steps of each phase's fade-in; None: half a phase
-    clip_grad_norm: float = _resume(None)  # clip each player's global gradient norm to this
-    historical_averaging: float = _resume(0.0)  # weight of ||theta - mean of past theta||^2 for both players
+    arch: str = _field("dcgan", TOOLBOX, resume=True, choices=names.ARCHS,
+                       help="image networks: DCGAN, or SNGAN's ResNet (spectral norm in D)")
+    self_attention: int = _field(None, TOOLBOX, resume=True, metavar="RES",
+                                 help="a SAGAN self-attention block where the feature maps are RES x RES, in G and D")
+    minibatch_std: bool = _field(False, TOOLBOX, resume=True, help="ProGAN minibatch standard deviation feature in D")
+    conditional: bool = _field(False, TOOLBOX, resume=True,
+                               help="class-conditional GAN (conditional batch norm in G, projection D); "
+                                    "labelled datasets")
+    ema: float = _field(None, TOOLBOX, resume=True, bare=0.999, low=0, high=1, high_open=True, metavar="DECAY",
+                        help="exponential moving average of G's weights, exported and evaluated")
+    ema_start: int = _field(0, TOOLBOX, resume=True, low=0, metavar="STEP",
+                            help="generator step from which the average starts (before: a copy)")
+    feature_matching: float = _field(0.0, TOOLBOX, resume=True, low=0, metavar="WEIGHT",
+                                     help="feature matching term in G's loss, Salimans et al. 2016")
+    augment: str = _field(None, TOOLBOX, resume=True, choices=names.AUGMENTS,
+                          help="differentiable augmentation of D's inputs: DiffAugment (fixed p) or ADA (adaptive p)")
+    augment_policy: str = _field("color,translation,cutout", TOOLBOX, resume=True, metavar="OPS",
+                                 help="comma list of color, translation, cutout")
+    augment_p: float = _field(None, TOOLBOX, resume=True, low=0, high=1, metavar="P",
+                              help="augmentation probability (default: 1 for diffaugment, ADA's start value 0)")
+    ada_target: float = _field(0.6, TOOLBOX, resume=True, low=0, high=1, low_open=True, high_open=True,
+                               help="ADA's target for E[sign(D(real) - the loss's decision threshold)]")
+    unroll: int = _field(0, TOOLBOX, resume=True, low=0, metavar="K",
+                         help="unrolled GAN: G's loss through K simulated D updates (Metz et al.)")
+    unroll_optimizer: str = _field("discriminator", TOOLBOX, resume=True, choices=names.UNROLL_OPTIMIZERS,
+                                   help="the optimizer the unrolling simulates: D's own, with its state, or plain "
+                                        "SGD at --unroll-lr")
+    unroll_lr: float = _field(None, TOOLBOX, resume=True, low=0, low_open=True, metavar="LR",
+                              help="learning rate of --unroll-optimizer sgd (never D's)")
+    progressive: bool = _field(False, TOOLBOX, resume=True,
+                               help="progressive growing from 4x4 to the image size (DCGAN family)")
+    progressive_steps: int = _field(None, TOOLBOX, resume=True, low=1, metavar="N",
+                                    help="generator steps per resolution (default: an equal share of training)")
+    fade_steps: int = _field(None, TOOLBOX, resume=True, low=0, metavar="N",
+                             help="steps of each new resolution's fade-in (default: half a phase)")
+    clip_grad_norm: float = _field(None, TOOLBOX, resume=True, low=0, low_open=True, metavar="NORM",
+                                   help="clip each player's global gradient norm")
+    historical_averaging: float = _field(0.0, TOOLBOX, resume=True, low=0, metavar="WEIGHT",
+                                         help="penalty WEIGHT * ||theta - mean of past theta||^2 for both players")
     # --- scale and survive (kgan/distribute.py) ----------------------------------------------------
-    strategy: str = "default"  # default | mirrored | multiworker | tpu
-    devices: int = None  # mirrored: number of replicas (splits the CPU when there are too few GPUs)
-    sync_bn: bool = _resume(False)  # batch norm statistics over the global batch (all replicas)
-    precision: str = _resume("auto")  # auto (bfloat16 on AMX CPUs and Ampere+ GPUs, float16 on Volta/Turing, else float32;
-    #                          docs/performance.md) | float32 | mixed_bfloat16 | mixed_float16
-    checkpoint_every: int = 1  # epochs between checkpoints (checkpoints/<run>/); 0: none
-    keep_checkpoints: int = 3  # keep the last K checkpoints
-    checkpoint_dir: str = "checkpoints"  # root of checkpoints (<checkpoint_dir>/<run>/)
-    deterministic: bool = False  # deterministic TF ops (tf.config.experimental.enable_op_determinism)
-    steps_per_execution: int = None  # train steps per call of the graph (Keras); None: the largest divisor of
-    #                                  the steps per epoch <= 100 (1 with several replicas or --progressive)
-    log_every: int = 1  # TensorBoard batch_* scalars of every N-th step (written once per block)
+    strategy: str = _field("default", SCALE, choices=names.STRATEGIES,
+                           help="default: one device; mirrored: all GPUs (or --devices); multiworker: from "
+                                "TF_CONFIG; tpu")
+    devices: int = _field(None, SCALE, low=1, metavar="N",
+                          help="mirrored: N replicas; without N GPUs the CPU is split into N logical devices")
+    sync_bn: bool = _field(False, SCALE, resume=True, help="batch norm statistics over all replicas")
+    precision: str = _field("auto", SCALE, resume=True, choices=names.PRECISIONS,
+                            help="auto: what is fastest on this hardware (bfloat16 on AMX CPUs and Ampere+ GPUs, "
+                                 "float16 on Volta/Turing, else float32; docs/performance.md)")
+    checkpoint_every: int = _field(1, SCALE, low=0, metavar="EPOCHS", help="epochs between checkpoints; 0: none")
+    keep_checkpoints: int = _field(3, SCALE, low=1, metavar="K", help="keep the last K checkpoints")
+    checkpoint_dir: str = _field("checkpoints", SCALE,
+                                 help="root of checkpoints (<checkpoint_dir>/<run>/); a run with the same "
+                                      "--run-name resumes")
+    deterministic: bool = _field(False, SCALE, help="deterministic TensorFlow ops: the same command gives the same "
+                                                    "weights (slower)")
+    steps_per_execution: int = _field(None, SCALE, metavar="K",
+                                      help="train steps run in the graph per call (NaN checks and TensorBoard writes "
+                                           "happen per block, still for every step); default: the largest divisor "
+                                           "of the epoch <= 100 (1 with several replicas or --progressive)")
+    log_every: int = _field(1, SCALE, metavar="STEPS", help="TensorBoard batch_* scalars of every N-th step")
     # --- metrics during training (kgan/callbacks.py MetricsCallback, kgan/evaluate.py) ------------
-    metrics: str = None  # comma list of fid|fcd|kid|is|pr|dc|modes, or none; None: the dataset's
-    #                      defaults (digits: fcd,kid; stacked_digits, ring8, grid25: modes; others: none)
-    metrics_every: int = 20  # epochs between evaluations (and the first and last epoch): 11 on the main job, ~5 s
-    metrics_samples: int = None  # generated samples per evaluation; None: the protocol's for ring8 / grid25
-    #                              (2500, PacGAN) and stacked_digits (25600, Stacked MNIST), else 1000
-    features: str = None  # feature network: inception | keras_inception | classifier:<dataset>; None: the
-    #                       dataset's (digits: classifier:digits; 2-D points: the raw coordinates)
+    metrics: str = _field(None, METRICS, metavar="LIST",
+                          help=f"comma-separated {'|'.join(names.METRICS)}, or none (default: the dataset's; "
+                               "digits: fcd,kid; stacked_digits, ring8, grid25: modes; others: none)")
+    metrics_every: int = _field(20, METRICS, low=1, metavar="EPOCHS",
+                                help="epochs between evaluations, plus the first and last epoch")
+    metrics_samples: int = _field(None, METRICS, low=10, metavar="N",
+                                  help="generated samples per evaluation (default: ring8, grid25 2500; "
+                                       "stacked_digits 25600; else 1000)")
+    features: str = _field(None, METRICS, metavar="NAME",
+                           help="feature network: inception | keras_inception | classifier:<dataset> (default: "
+                                "classifier:digits for digits, raw coordinates for 2-D points, else inception)")
     # --- run ------------------------------------------------------------------------------------
-    seed: int = _resume(0)  # seeds Python, NumPy and TensorFlow
-    run_name: str = None  # default: <dataset>-<loss>[-p<p>]-s<seed>
-    output: str = "saved_models"  # root of exported models (<output>/<run>/)
-    logdir: str = "logs"  # root of TensorBoard logs (<logdir>/<run>/)
+    seed: int = _field(0, RUN, resume=True, help="seeds Python, NumPy and TensorFlow")
+    run_name: str = _field(None, RUN, help="default: <dataset>-<loss>[-p<p>]-s<seed>")
+    output: str = _field("saved_models", RUN, help="root of exported models (<output>/<run>/)")
+    logdir: str = _field("logs", RUN, help="root of TensorBoard logs (<logdir>/<run>/)")
 
     @classmethod
     def resume_fields(cls):
