@@ -617,7 +617,7 @@ def test_the_export_directory_has_the_usual_mode_not_mkdtemp_s_0700(run1):
 
 SLOW_SAVE = """
 import os, sys, time
-from kgan import quiet
+from kgan import cli, quiet
 quiet.import_tensorflow_quietly()
 import keras
 
