@@ -55,47 +55,8 @@ import numpy as np
 from kgan import stats
 from kgan.config import TrainConfig
 from kgan.errors import UsageError
+from kgan.presets import DATASETS, LOSS_SETTINGS, MIXTURES, PRESETS, TECHNIQUES, minkowski_p  # noqa: F401 - the tables live with the config
 
-LOSS_SETTINGS = {
-    "minimax": {"loss": "minimax"},
-    "non_saturating": {"loss": "non_saturating"},
-    "wasserstein": {"loss": "wasserstein", "clip": 0.01, "d_steps": 5},
-    "wgan_gp": {"loss": "wasserstein", "gp": 10.0, "d_steps": 5},
-    "least_squares": {"loss": "least_squares"},
-    "hinge": {"loss": "hinge"},
-    "minkowski": {"loss": "minkowski"},
-}
-#: name -> (TrainConfig overrides, datasets it applies to or None for all).
-TECHNIQUES = {
-    "none": ({}, None),
-    "ema": ({"ema": 0.999}, None),
-    "feature_matching": ({"feature_matching": 1.0}, None),
-    "diffaugment": ({"augment": "diffaugment"}, ("stacked_digits", "digits")),
-    "ada": ({"augment": "ada"}, ("stacked_digits", "digits")),
-    "unroll5": ({"unroll": 5}, None),
-    "minibatch_std": ({"minibatch_std": True}, None),
-    "spectral_norm": ({"spectral_norm": True}, None),
-    "resnet": ({"arch": "resnet"}, ("stacked_digits", "digits")),
-    "self_attention": ({"self_attention": 4}, ("stacked_digits", "digits")),
-    "conditional": ({"conditional": True}, ("digits",)),
-    "progressive": ({"progressive": True}, ("stacked_digits", "digits")),
-    "clip_grad_norm": ({"clip_grad_norm": 1.0}, None),
-    "historical_averaging": ({"historical_averaging": 0.01}, None),
-}
-DATASETS = ("ring8", "grid25", "stacked_digits", "digits")
-MIXTURES = ("ring8", "grid25")
-PRESETS = {
-    "recommended": {
-        "ring8": {"batch_size": 100, "latent_dim": 2, "g_lr": 1e-4, "d_lr": 1e-4, "beta1": 0.8, "beta2": 0.999},
-        "grid25": {"batch_size": 100, "latent_dim": 2, "g_lr": 1e-4, "d_lr": 1e-4, "beta1": 0.8, "beta2": 0.999},
-        "digits": {"batch_size": 64, "latent_dim": 100, "g_lr": 2e-4, "d_lr": 2e-4, "beta1": 0.5, "beta2": 0.999},
-        "stacked_digits": {"batch_size": 64, "latent_dim": 100, "g_lr": 2e-4, "d_lr": 2e-4, "beta1": 0.5, "beta2": 0.999},
-    },
-    "paper": {
-        name: {"batch_size": 64, "latent_dim": 100, "g_lr": 2e-4, "d_lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "clip": 0.01}
-        for name in DATASETS
-    },
-}
 #: Generated samples per evaluation, per dataset (the literature's sizes where affordable).
 EVAL_SAMPLES = {"ring8": 2500, "grid25": 2500, "stacked_digits": 10000, "digits": 1797}
 #: The metric each dataset's curves and p-ablation use, and whether higher is better.
@@ -130,12 +91,6 @@ class RunSpec:
             overrides["clip"] = 0.01  # the paper clips D for every loss
         name = self.key.replace("/", "-")
         return TrainConfig(dataset=self.dataset, seed=self.seed, run_name=name, **overrides)
-
-
-def minkowski_p(setting):
-    """p of a "minkowski_p<p>[+technique]" setting name, else None."""
-    loss = setting.partition("+")[0]
-    return float(loss[len("minkowski_p"):]) if loss.startswith("minkowski_p") else None
 
 
 def setting_names(losses, ps, techniques=("none",)):
