@@ -6,11 +6,12 @@ TensorFlow's start-up log lines are silenced unless TF_CPP_MIN_LOG_LEVEL is set 
 """
 
 import argparse
+import dataclasses
 import os
 import sys
 
-from kgan import __version__
-from kgan.config import DATASETS, LOSSES, TrainConfig
+from kgan import __version__, config
+from kgan.config import TrainConfig
 from kgan.quiet import import_tensorflow_quietly
 
 
@@ -19,11 +20,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _optional_number(const):
-    """kwargs for a flag usable bare (`--gp`, meaning `const`) or with a value (`--gp 5`)."""
-    return {"type": float, "nargs": "?", "const": const, "default": None}
 
 
 def _int_list(text):
@@ -37,118 +33,40 @@ def _int_list(text):
     return values
 
 
+def _default_text(value):
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _train_flag(group, field):
+    """One `kgan train` flag from a `TrainConfig` field's metadata (`kgan.config._field`)."""
+    meta, default = field.metadata, field.default
+    help_text = meta["help"]
+    if meta["choices"] is not None:
+        help_text = f"{help_text}; " if help_text else ""
+        help_text += "one of " + ", ".join(str(c) for c in meta["choices"])
+    kwargs = {"default": default, "metavar": meta["metavar"]}
+    if field.type in (bool, "bool"):
+        kwargs = {"action": "store_true"}
+    elif meta["bare"] is not None:
+        kwargs.update(type=float, nargs="?", const=meta["bare"])
+        help_text += f" (bare: {_default_text(meta['bare'])})"
+    else:
+        kwargs["type"] = {"int": int, "float": float}.get(getattr(field.type, "__name__", field.type), str)
+    if default not in (None, False, ""):
+        help_text += f" (default: {_default_text(default)})"
+    group.add_argument(config.flag(field.name), help=help_text.strip() or None, **kwargs)
+
+
 def add_train_arguments(parser):
-    d = TrainConfig()
-    group = parser.add_argument_group("loss")
-    group.add_argument("--loss", default=d.loss, metavar="NAME", help=f"one of {', '.join(LOSSES)} (default: {d.loss})")
-    group.add_argument("--p", type=float, default=d.p, help=f"Minkowski order, finite and >= 1 (default: {d.p:g})")
-    group.add_argument("--minkowski-activation", choices=("sigmoid", "linear"), default=d.minkowski_activation,
-                       help="sigmoid: D is a probability (the paper); linear: D's raw output (default: %(default)s)")
-    group = parser.add_argument_group("data")
-    group.add_argument("--dataset", default=d.dataset, metavar="NAME",
-                       help=f"one of {', '.join(DATASETS)}, or folder:PATH (default: {d.dataset}, embedded)")
-    group.add_argument("--data-dir", default=d.data_dir, help="TensorFlow Datasets directory with prepared data")
-    group.add_argument("--image-size", type=int, choices=(8, 16, 32, 64), default=d.image_size,
-                       help="resize images to this size (default: the dataset's size rounded up)")
-    group = parser.add_argument_group("optimisation (defaults: the paper's Table 1)")
-    group.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
-    group.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch, metavar="N",
-                       help="generator steps per epoch; default: one pass over the data")
-    group.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch per D update (default: %(default)s)")
-    group.add_argument("--latent-dim", type=int, default=d.latent_dim, help="default: %(default)s")
-    group.add_argument("--g-lr", type=float, default=d.g_lr, help="generator Adam learning rate (default: %(default)s)")
-    group.add_argument("--d-lr", type=float, default=d.d_lr, help="discriminator Adam learning rate (default: %(default)s)")
-    group.add_argument("--beta1", type=float, default=d.beta1, help="default: %(default)s")
-    group.add_argument("--beta2", type=float, default=d.beta2, help="default: %(default)s")
-    group.add_argument("--d-steps", type=int, default=d.d_steps, help="D updates per G update (default: %(default)s)")
-    group = parser.add_argument_group("stabilisation")
-    group.add_argument("--clip", metavar="C", help="clip D weights to [-C, C] (bare: 0.01)", **_optional_number(0.01))
-    group.add_argument("--gp", metavar="LAMBDA", help="WGAN-GP gradient penalty weight (bare: 10)", **_optional_number(10.0))
-    group.add_argument("--r1", metavar="GAMMA", help="R1 penalty on real data (bare: 10)", **_optional_number(10.0))
-    group.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
-                       help="one-sided: D's real target becomes 1 - this (default: %(default)s)")
-    group.add_argument("--instance-noise", type=float, default=d.instance_noise,
-                       help="std of Gaussian noise on D's inputs (default: %(default)s)")
-    group.add_argument("--spectral-norm", action="store_true", help="spectral normalisation in D")
-    group = parser.add_argument_group("toolbox (README: Stabilisation techniques)")
-    group.add_argument("--arch", choices=("dcgan", "resnet"), default=d.arch,
-                       help="image networks: DCGAN, or SNGAN's ResNet (spectral norm in D) (default: %(default)s)")
-    group.add_argument("--self-attention", type=int, default=d.self_attention, metavar="RES",
-                       help="a SAGAN self-attention block where the feature maps are RES x RES, in G and D")
-    group.add_argument("--minibatch-std", action="store_true", help="ProGAN minibatch standard deviation feature in D")
-    group.add_argument("--conditional", action="store_true",
-                       help="class-conditional GAN (conditional batch norm in G, projection D); labelled datasets")
-    group.add_argument("--ema", metavar="DECAY", help="exponential moving average of G's weights, exported and "
-                       "evaluated (bare: 0.999)", **_optional_number(0.999))
-    group.add_argument("--ema-start", type=int, default=d.ema_start, metavar="STEP",
-                       help="generator step from which the average starts (default: %(default)s)")
-    group.add_argument("--feature-matching", type=float, default=d.feature_matching, metavar="WEIGHT",
-                       help="feature matching term in G's loss, Salimans et al. 2016 (default: %(default)s)")
-    group.add_argument("--augment", choices=("diffaugment", "ada"), default=d.augment,
-                       help="differentiable augmentation of D's inputs: DiffAugment (fixed p) or ADA (adaptive p)")
-    group.add_argument("--augment-policy", default=d.augment_policy, metavar="OPS",
-                       help="comma list of color, translation, cutout (default: %(default)s)")
-    group.add_argument("--augment-p", type=float, default=d.augment_p, metavar="P",
-                       help="augmentation probability (default: 1 for diffaugment, ADA's start value 0)")
-    group.add_argument("--ada-target", type=float, default=d.ada_target,
-                       help="ADA's target for E[sign(D(real) - threshold)] (default: %(default)s)")
-    group.add_argument("--unroll", type=int, default=d.unroll, metavar="K",
-                       help="unrolled GAN: G's loss through K simulated D updates (default: %(default)s)")
-    group.add_argument("--unroll-optimizer", choices=("discriminator", "sgd"), default=d.unroll_optimizer,
-                       help="the optimizer the unrolling simulates: D's own, with its state, or plain SGD "
-                            "at --unroll-lr (default: %(default)s)")
-    group.add_argument("--unroll-lr", type=float, default=d.unroll_lr, metavar="LR",
-                       help="learning rate of --unroll-optimizer sgd")
-    group.add_argument("--progressive", action="store_true",
-                       help="progressive growing from 4x4 to the image size (DCGAN family)")
-    group.add_argument("--progressive-steps", type=int, default=d.progressive_steps, metavar="N",
-                       help="generator steps per resolution (default: an equal share of training)")
-    group.add_argument("--fade-steps", type=int, default=d.fade_steps, metavar="N",
-                       help="steps of each new resolution's fade-in (default: half a phase)")
-    group.add_argument("--clip-grad-norm", type=float, default=d.clip_grad_norm, metavar="NORM",
-                       help="clip each player's global gradient norm")
-    group.add_argument("--historical-averaging", type=float, default=d.historical_averaging, metavar="WEIGHT",
-                       help="penalty WEIGHT * ||theta - mean of past theta||^2 for both players (default: %(default)s)")
-    group = parser.add_argument_group("scale and survive")
-    group.add_argument("--strategy", choices=("default", "mirrored", "multiworker", "tpu"), default=d.strategy,
-                       help="default: one device; mirrored: all GPUs (or --devices); multiworker: from TF_CONFIG; "
-                            "tpu (default: %(default)s)")
-    group.add_argument("--devices", type=int, default=d.devices, metavar="N",
-                       help="mirrored: N replicas; without N GPUs the CPU is split into N logical devices")
-    group.add_argument("--sync-bn", action="store_true", help="batch norm statistics over all replicas")
-    group.add_argument("--precision", choices=("float32", "mixed_bfloat16", "mixed_float16", "auto"),
-                       default=d.precision, help="auto: what is fastest on this hardware (default: %(default)s)")
-    group.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, metavar="EPOCHS",
-                       help="epochs between checkpoints; 0: none (default: %(default)s)")
-    group.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints, metavar="K",
-                       help="keep the last K checkpoints (default: %(default)s)")
-    group.add_argument("--checkpoint-dir", default=d.checkpoint_dir,
-                       help="root of checkpoints; a run with the same --run-name resumes (default: %(default)s)")
-    group.add_argument("--deterministic", action="store_true",
-                       help="deterministic TensorFlow ops: the same command gives the same weights (slower)")
-    group.add_argument("--steps-per-execution", type=int, default=d.steps_per_execution, metavar="K",
-                       help="train steps run in the graph per call (NaN checks and TensorBoard writes happen per "
-                            "block, still for every step); default: the largest divisor of the epoch <= 100")
-    group.add_argument("--log-every", type=int, default=d.log_every, metavar="STEPS",
-                       help="TensorBoard batch_* scalars of every N-th step (default: %(default)s, every step)")
-    group = parser.add_argument_group("metrics during training (TensorBoard <logdir>/<run>/metrics, history, config.json)")
-    group.add_argument("--metrics", default=d.metrics, metavar="LIST",
-                       help="comma-separated fid|fcd|kid|is|pr|dc|modes, or none (default: the dataset's; digits: "
-                            "fcd,kid; stacked_digits, ring8, grid25: modes; others: none)")
-    group.add_argument("--metrics-every", type=int, default=d.metrics_every, metavar="EPOCHS",
-                       help="epochs between evaluations, plus the first and last epoch (default: %(default)s)")
-    group.add_argument("--metrics-samples", type=int, default=d.metrics_samples, metavar="N",
-                       help="generated samples per evaluation (default: ring8, grid25 2500; stacked_digits 25600; "
-                            "else 1000)")
-    group.add_argument("--features", default=d.features, metavar="NAME",
-                       help="feature network: inception | keras_inception | classifier:<dataset> (default: "
-                            "classifier:digits for digits, raw coordinates for 2-D points, else inception)")
-    group = parser.add_argument_group("run")
-    group.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
-    group.add_argument("--run-name", default=d.run_name, help="default: <dataset>-<loss>[-p<p>]-s<seed>")
-    group.add_argument("--output", default=d.output, help="root of exported models (default: %(default)s)")
-    group.add_argument("--logdir", default=d.logdir, help="root of TensorBoard logs (default: %(default)s)")
-    group.add_argument("--dry-run", action="store_true", help="print the resolved config as JSON and exit")
+    """`kgan train`'s flags, one per `TrainConfig` field, in the fields' groups and order."""
+    groups = {}
+    for field in dataclasses.fields(TrainConfig):
+        group = field.metadata["group"]
+        if group not in groups:
+            groups[group] = parser.add_argument_group(group)
+        _train_flag(groups[group], field)
+    groups[config.RUN].add_argument("--dry-run", action="store_true",
+                                    help="print the resolved config as JSON and exit")
 
 
 def config_from_args(args):
@@ -156,17 +74,15 @@ def config_from_args(args):
 
 
 def run_train(args):
-    config = config_from_args(args).resolved()
+    train_config = config_from_args(args).resolved()
     import_tensorflow_quietly()
-    from kgan import distribute, run
+    from kgan import run
 
-    if not args.dry_run:  # first: it configures TensorFlow's devices (--devices, multi-worker)
-        distribute.get_strategy(config.strategy, config.devices)
-    run.validate(config)
     if args.dry_run:
-        print(config.to_json())
+        run.validate(train_config)
+        print(train_config.to_json())
         return 0
-    run.train(config)
+    run.train(train_config)  # validates once, after the strategy has configured the devices
     return 0
 
 

@@ -8,6 +8,7 @@ digits, embedded, so `python train.py` needs no download.
 
 import dataclasses
 import json
+import math
 
 from kgan import names
 from kgan.names import DATASETS, LOSSES  # noqa: F401 - re-exported (the choice lists live in kgan.names)
@@ -23,7 +24,7 @@ RUN = "run"
 
 
 def _field(default, group, help, resume=False, choices=None, low=None, high=None, low_open=False,
-           high_open=False, bare=None, metavar=None):
+           high_open=False, bare=None, metavar=None, gan=False):
     """A `TrainConfig` field whose metadata is everything the command line, `validate` and the
     resume check need, so that adding an option is one line here.
 
@@ -36,9 +37,11 @@ def _field(default, group, help, resume=False, choices=None, low=None, high=None
         low, high: bounds of a number (when set); `low_open` / `high_open`: the bound itself is
             excluded. Floats must also be finite.
         bare: a flag usable bare (`--gp` means `bare`) or with a number (`--gp 5`).
+        metavar: the flag's value name in --help.
+        gan: passed to `GAN(...)` under its own name (`TrainConfig.gan_kwargs`).
     """
     metadata = {"group": group, "help": help, "resume": resume, "choices": choices, "low": low, "high": high,
-                "low_open": low_open, "high_open": high_open, "bare": bare, "metavar": metavar}
+                "low_open": low_open, "high_open": high_open, "bare": bare, "metavar": metavar, "gan": gan}
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -70,13 +73,13 @@ class TrainConfig:
                                        "E is --steps-per-epoch E --epochs N/E --metrics-every 1. In the resume "
                                        "identity: it says which batches an epoch holds")
     batch_size: int = _field(64, OPTIMISATION, resume=True, low=1, help="global batch per D update")
-    latent_dim: int = _field(100, OPTIMISATION, resume=True, low=1, help="")
+    latent_dim: int = _field(100, OPTIMISATION, resume=True, gan=True, low=1, help="")
     g_lr: float = _field(2e-4, OPTIMISATION, low=0, low_open=True,
                          help="generator Adam learning rate (different G and D rates: TTUR)")
     d_lr: float = _field(2e-4, OPTIMISATION, low=0, low_open=True, help="discriminator Adam learning rate")
     beta1: float = _field(0.5, OPTIMISATION, resume=True, low=0, high=1, high_open=True, help="")
     beta2: float = _field(0.999, OPTIMISATION, resume=True, low=0, high=1, high_open=True, help="")
-    d_steps: int = _field(1, OPTIMISATION, resume=True, low=1, help="D updates per G update (WGAN: 5)")
+    d_steps: int = _field(1, OPTIMISATION, resume=True, gan=True, low=1, help="D updates per G update (WGAN: 5)")
     # --- stabilisation --------------------------------------------------------------------------
     clip: float = _field(None, STABILISATION, resume=True, bare=0.01, low=0, low_open=True, metavar="C",
                          help="clip every D weight to [-C, C] (WGAN: 0.01)")
@@ -86,7 +89,7 @@ class TrainConfig:
                        help="R1 penalty on real data")
     label_smoothing: float = _field(0.0, STABILISATION, resume=True, low=0, high=1, high_open=True,
                                     help="one-sided: D's real target becomes 1 - this")
-    instance_noise: float = _field(0.0, STABILISATION, resume=True, low=0,
+    instance_noise: float = _field(0.0, STABILISATION, resume=True, gan=True, low=0,
                                    help="std of Gaussian noise added to every D input")
     spectral_norm: bool = _field(False, STABILISATION, resume=True, help="spectral normalisation in D")
     # --- toolbox (README "Stabilisation techniques") -------------------------------------------
@@ -98,11 +101,11 @@ class TrainConfig:
     conditional: bool = _field(False, TOOLBOX, resume=True,
                                help="class-conditional GAN (conditional batch norm in G, projection D); "
                                     "labelled datasets")
-    ema: float = _field(None, TOOLBOX, resume=True, bare=0.999, low=0, high=1, high_open=True, metavar="DECAY",
+    ema: float = _field(None, TOOLBOX, resume=True, gan=True, bare=0.999, low=0, high=1, low_open=True, high_open=True, metavar="DECAY",
                         help="exponential moving average of G's weights, exported and evaluated")
-    ema_start: int = _field(0, TOOLBOX, resume=True, low=0, metavar="STEP",
+    ema_start: int = _field(0, TOOLBOX, resume=True, gan=True, low=0, metavar="STEP",
                             help="generator step from which the average starts (before: a copy)")
-    feature_matching: float = _field(0.0, TOOLBOX, resume=True, low=0, metavar="WEIGHT",
+    feature_matching: float = _field(0.0, TOOLBOX, resume=True, gan=True, low=0, metavar="WEIGHT",
                                      help="feature matching term in G's loss, Salimans et al. 2016")
     augment: str = _field(None, TOOLBOX, resume=True, choices=names.AUGMENTS,
                           help="differentiable augmentation of D's inputs: DiffAugment (fixed p) or ADA (adaptive p)")
@@ -112,12 +115,12 @@ class TrainConfig:
                               help="augmentation probability (default: 1 for diffaugment, ADA's start value 0)")
     ada_target: float = _field(0.6, TOOLBOX, resume=True, low=0, high=1, low_open=True, high_open=True,
                                help="ADA's target for E[sign(D(real) - the loss's decision threshold)]")
-    unroll: int = _field(0, TOOLBOX, resume=True, low=0, metavar="K",
+    unroll: int = _field(0, TOOLBOX, resume=True, gan=True, low=0, metavar="K",
                          help="unrolled GAN: G's loss through K simulated D updates (Metz et al.)")
-    unroll_optimizer: str = _field("discriminator", TOOLBOX, resume=True, choices=names.UNROLL_OPTIMIZERS,
+    unroll_optimizer: str = _field("discriminator", TOOLBOX, resume=True, gan=True, choices=names.UNROLL_OPTIMIZERS,
                                    help="the optimizer the unrolling simulates: D's own, with its state, or plain "
                                         "SGD at --unroll-lr")
-    unroll_lr: float = _field(None, TOOLBOX, resume=True, low=0, low_open=True, metavar="LR",
+    unroll_lr: float = _field(None, TOOLBOX, resume=True, gan=True, low=0, low_open=True, metavar="LR",
                               help="learning rate of --unroll-optimizer sgd (never D's)")
     progressive: bool = _field(False, TOOLBOX, resume=True,
                                help="progressive growing from 4x4 to the image size (DCGAN family)")
@@ -125,9 +128,9 @@ class TrainConfig:
                                     help="generator steps per resolution (default: an equal share of training)")
     fade_steps: int = _field(None, TOOLBOX, resume=True, low=0, metavar="N",
                              help="steps of each new resolution's fade-in (default: half a phase)")
-    clip_grad_norm: float = _field(None, TOOLBOX, resume=True, low=0, low_open=True, metavar="NORM",
+    clip_grad_norm: float = _field(None, TOOLBOX, resume=True, gan=True, low=0, low_open=True, metavar="NORM",
                                    help="clip each player's global gradient norm")
-    historical_averaging: float = _field(0.0, TOOLBOX, resume=True, low=0, metavar="WEIGHT",
+    historical_averaging: float = _field(0.0, TOOLBOX, resume=True, gan=True, low=0, metavar="WEIGHT",
                                          help="penalty WEIGHT * ||theta - mean of past theta||^2 for both players")
     # --- scale and survive (kgan/distribute.py) ----------------------------------------------------
     strategy: str = _field("default", SCALE, choices=names.STRATEGIES,
@@ -146,11 +149,11 @@ class TrainConfig:
                                       "--run-name resumes")
     deterministic: bool = _field(False, SCALE, help="deterministic TensorFlow ops: the same command gives the same "
                                                     "weights (slower)")
-    steps_per_execution: int = _field(None, SCALE, metavar="K",
+    steps_per_execution: int = _field(None, SCALE, low=1, metavar="K",
                                       help="train steps run in the graph per call (NaN checks and TensorBoard writes "
                                            "happen per block, still for every step); default: the largest divisor "
                                            "of the epoch <= 100 (1 with several replicas or --progressive)")
-    log_every: int = _field(1, SCALE, metavar="STEPS", help="TensorBoard batch_* scalars of every N-th step")
+    log_every: int = _field(1, SCALE, low=1, metavar="STEPS", help="TensorBoard batch_* scalars of every N-th step")
     # --- metrics during training (kgan/callbacks.py MetricsCallback, kgan/evaluate.py) ------------
     metrics: str = _field(None, METRICS, metavar="LIST",
                           help=f"comma-separated {'|'.join(names.METRICS)}, or none (default: the dataset's; "
@@ -164,7 +167,7 @@ class TrainConfig:
                            help="feature network: inception | keras_inception | classifier:<dataset> (default: "
                                 "classifier:digits for digits, raw coordinates for 2-D points, else inception)")
     # --- run ------------------------------------------------------------------------------------
-    seed: int = _field(0, RUN, resume=True, help="seeds Python, NumPy and TensorFlow")
+    seed: int = _field(0, RUN, resume=True, gan=True, help="seeds Python, NumPy and TensorFlow")
     run_name: str = _field(None, RUN, help="default: <dataset>-<loss>[-p<p>]-s<seed>")
     output: str = _field("saved_models", RUN, help="root of exported models (<output>/<run>/)")
     logdir: str = _field("logs", RUN, help="root of TensorBoard logs (<logdir>/<run>/)")
@@ -173,6 +176,35 @@ class TrainConfig:
     def resume_fields(cls):
         """Names of the fields a checkpoint must agree on to be resumed (field metadata "resume")."""
         return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("resume"))
+
+    @classmethod
+    def gan_fields(cls):
+        """Names of the fields passed to `GAN(...)` as they are (field metadata "gan")."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("gan"))
+
+    def gan_kwargs(self):
+        """The `GAN(...)` keyword arguments this config sets directly (`gan_fields`)."""
+        return {name: getattr(self, name) for name in self.gan_fields()}
+
+    def check_fields(self):
+        """The one check of every field against its metadata: a choice from its list, a finite
+        number within its bounds. Cross-field rules (a flag that needs another, a dataset that
+        must exist) are `kgan.run.validate`'s.
+
+        Raises:
+            ValueError: naming the flag, the rule and the value, e.g.
+                "--ema must be in (0, 1); got 1.5".
+        """
+        for field in dataclasses.fields(self):
+            value, meta = getattr(self, field.name), field.metadata
+            if value is None or isinstance(value, bool) or not meta:
+                continue
+            if meta["choices"] is not None and value not in meta["choices"]:
+                choices = ", ".join(str(c) for c in meta["choices"])
+                raise ValueError(f"unknown {field.name.replace('_', ' ')} {value!r}: choose one of {choices} "
+                                 f"({flag(field.name)})")
+            if field.type in (float, "float", int, "int"):
+                _check_number(field.name, value, meta)
 
     @classmethod
     def float_fields(cls):
@@ -197,3 +229,23 @@ class TrainConfig:
     def from_dict(cls, values):
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def flag(name):
+    """The command-line flag of a field: "g_lr" -> "--g-lr"."""
+    return "--" + name.replace("_", "-")
+
+
+def _check_number(name, value, meta):
+    """Raises ValueError unless `value` is a finite number within the field's bounds."""
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{flag(name)} must be a finite number; got {value}")
+    low, high = meta["low"], meta["high"]
+    too_low = low is not None and (value <= low if meta["low_open"] else value < low)
+    too_high = high is not None and (value >= high if meta["high_open"] else value > high)
+    if too_low or too_high:
+        if high is None:
+            bound = f"{'>' if meta['low_open'] else '>='} {low:g}"
+        else:
+            bound = f"in {'(' if meta['low_open'] else '['}{low:g}, {high:g}{')' if meta['high_open'] else ']'}"
+        raise ValueError(f"{flag(name)} must be {bound}; got {value}")

@@ -10,7 +10,6 @@ checked before anything is written, and raised as `kgan.errors.UsageError`.
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import signal
 import tempfile
@@ -37,14 +36,11 @@ from kgan import (
     plots,
     progressive,
 )
+from kgan import config as config_lib
 from kgan.config import TrainConfig
 from kgan.errors import DivergedError, TerminatedError, UsageError
 from kgan.gan import GAN
 from kgan.networks import progressive as progressive_networks
-
-
-def _flag(name):
-    return "--" + name.replace("_", "-")
 
 
 def make_loss(config):
@@ -82,10 +78,8 @@ def make_penalty(config):
 
 
 def _validate_toolbox(config):
-    """The stabilisation-toolbox flags (README: Stabilisation techniques)."""
+    """The stabilisation-toolbox flags' cross-field rules (README: Stabilisation techniques)."""
     points = config.dataset in data.MIXTURES
-    if config.arch not in networks.ARCHS:
-        raise UsageError(f"unknown --arch {config.arch!r}: choose {' or '.join(networks.ARCHS)}")
     image_only = {"--arch resnet": config.arch == "resnet", "--self-attention": config.self_attention is not None,
                   "--augment": config.augment is not None, "--progressive": config.progressive}
     for flag, used in image_only.items():
@@ -94,34 +88,14 @@ def _validate_toolbox(config):
     if config.conditional and config.dataset not in data.NUM_CLASSES:
         raise UsageError(f"--conditional needs a dataset with one class label per example "
                          f"({', '.join(data.NUM_CLASSES)}); {config.dataset!r} has none")
-    if config.ema is not None and not 0 < config.ema < 1:
-        raise UsageError(f"--ema must be in (0, 1), e.g. 0.999; got {config.ema}")
-    checks = {"--ema-start": (config.ema_start, 0), "--feature-matching": (config.feature_matching, 0),
-              "--unroll": (config.unroll, 0), "--historical-averaging": (config.historical_averaging, 0)}
-    for flag, (value, low) in checks.items():
-        if not value >= low:
-            raise UsageError(f"{flag} must be >= {low}; got {value}")
-    if config.augment not in (None, "diffaugment", "ada"):
-        raise UsageError(f"unknown --augment {config.augment!r}: choose diffaugment or ada")
-    if config.augment_p is not None and not 0 <= config.augment_p <= 1:
-        raise UsageError(f"--augment-p must be in [0, 1]; got {config.augment_p}")
-    if not 0 < config.ada_target < 1:
-        raise UsageError(f"--ada-target must be in (0, 1); got {config.ada_target}")
     if config.augment == "ada" and config.loss == "wasserstein":
         raise UsageError("--augment ada needs a loss with a decision threshold: a Wasserstein critic is defined "
                          "up to a constant, so sign(D(real)) carries no overfitting signal (use diffaugment)")
-    if (config.unroll_optimizer == "sgd") != (config.unroll_lr is not None) or (
-            config.unroll_lr is not None and not config.unroll_lr > 0):
+    if (config.unroll_optimizer == "sgd") != (config.unroll_lr is not None):
         raise UsageError("--unroll-lr (> 0) goes with --unroll-optimizer sgd, and only with it; "
                          f"got --unroll-optimizer {config.unroll_optimizer} --unroll-lr {config.unroll_lr}")
     if config.progressive and config.arch != "dcgan":
         raise UsageError("--progressive grows DCGAN networks: it cannot be combined with --arch resnet")
-    phase_steps = (("--progressive-steps", config.progressive_steps, 1), ("--fade-steps", config.fade_steps, 0))
-    for flag, value, low in phase_steps:
-        if value is not None and int(value) < low:
-            raise UsageError(f"{flag} must be >= {low}; got {value}")
-    if config.clip_grad_norm is not None and not config.clip_grad_norm > 0:
-        raise UsageError(f"--clip-grad-norm must be > 0; got {config.clip_grad_norm}")
 
 
 def check_output_paths(config):
@@ -146,53 +120,20 @@ def check_output_paths(config):
             raise UsageError(f"{flag} {root}: {existing} is not writable")
 
 
-def _check_finite(config):
-    """Every float flag, when set, is a finite number (NaN passes every `<` test, so check first)."""
-    for name in TrainConfig.float_fields():
-        value = getattr(config, name)
-        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
-            raise UsageError(f"{_flag(name)} must be a finite number; got {value}")
-    ranges = {"label_smoothing": (0, 1), "gp": (0, None), "r1": (0, None)}
-    for name, (low, high) in ranges.items():
-        value = getattr(config, name)
-        if value is not None and (value < low or (high is not None and value >= high)):
-            bound = f"in [{low}, {high})" if high is not None else f">= {low}"
-            raise UsageError(f"{_flag(name)} must be {bound}; got {value}")
-
-
 def validate(config):
-    """Checks every user-settable number and output path; raises UsageError naming the flag."""
-    _check_finite(config)
-    positive_ints = ("epochs", "batch_size", "latent_dim", "d_steps")
-    for name in positive_ints:
-        if int(getattr(config, name)) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 1; got {getattr(config, name)}")
-    for name in ("g_lr", "d_lr"):
-        if not getattr(config, name) > 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be > 0; got {getattr(config, name)}")
-    for name in ("beta1", "beta2"):
-        if not 0 <= getattr(config, name) < 1:
-            raise UsageError(f"--{name} must be in [0, 1); got {getattr(config, name)}")
-    if config.clip is not None and not config.clip > 0:
-        raise UsageError(f"--clip must be > 0; got {config.clip}")
-    if config.instance_noise < 0:
-        raise UsageError(f"--instance-noise must be >= 0; got {config.instance_noise}")
-    if config.strategy not in distribute.STRATEGIES:
-        raise UsageError(f"unknown strategy {config.strategy!r}: choose one of {', '.join(distribute.STRATEGIES)}")
-    if config.devices is not None and (int(config.devices) < 1 or config.strategy != "mirrored"):
+    """The one validation pass of a run's config, before anything is built or written: every
+    field against its metadata (`TrainConfig.check_fields`: choices, finite numbers, bounds),
+    then the rules between fields, the dataset name, the metrics, the loss and penalty, and the
+    output paths. Raises UsageError naming the flag."""
+    try:
+        config.check_fields()
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if config.devices is not None and config.strategy != "mirrored":
         raise UsageError(f"--devices must be >= 1 and needs --strategy mirrored; got --devices {config.devices} "
                          f"--strategy {config.strategy}")
-    if config.precision not in distribute.PRECISIONS:
-        raise UsageError(f"unknown precision {config.precision!r}: choose one of {', '.join(distribute.PRECISIONS)}")
-    if int(config.checkpoint_every) < 0:
-        raise UsageError(f"--checkpoint-every must be >= 0; got {config.checkpoint_every}")
-    if int(config.keep_checkpoints) < 1:
-        raise UsageError(f"--keep-checkpoints must be >= 1; got {config.keep_checkpoints}")
     data.validate_name(config.dataset)
     _validate_toolbox(config)
-    if int(config.metrics_every) < 1 or int(config.metrics_samples or 10) < 10:
-        raise UsageError(f"--metrics-every must be >= 1 and --metrics-samples >= 10; got {config.metrics_every}, "
-                         f"{config.metrics_samples}")
     evaluate.parse_metrics(config.metrics, config.dataset)
     make_loss(config)
     make_penalty(config)
@@ -256,21 +197,10 @@ def build(config, data_shape, num_classes=None, total_steps=None):
         gan = GAN(
             generator,
             discriminator,
-            latent_dim=config.latent_dim,
-            d_steps=config.d_steps,
-            instance_noise=config.instance_noise,
-            seed=config.seed,
+            **config.gan_kwargs(),  # the fields marked `gan` in TrainConfig, under their own names
             track_gradient_norms=True,  # d_grad_norm / g_grad_norm in the history and TensorBoard
             num_classes=num_classes if config.conditional else None,
-            ema=config.ema,
-            ema_start=config.ema_start,
-            feature_matching=config.feature_matching,
             augment=augment,
-            unroll=config.unroll,
-            unroll_optimizer=config.unroll_optimizer,
-            unroll_lr=config.unroll_lr,
-            clip_grad_norm=config.clip_grad_norm,
-            historical_averaging=config.historical_averaging,
         )
     except ValueError as error:
         raise UsageError(str(error)) from None
@@ -308,10 +238,10 @@ RESUME_FIELDS = TrainConfig.resume_fields()
 def _as_flag(name, value):
     """How a config value reads as a command line: "--ema 0.999", "without --ema", "with --spectral-norm"."""
     if value is None or value is False:
-        return f"without {_flag(name)}"
+        return f"without {config_lib.flag(name)}"
     if value is True:
-        return f"with {_flag(name)}"
-    return f"{_flag(name)} {value}"
+        return f"with {config_lib.flag(name)}"
+    return f"{config_lib.flag(name)} {value}"
 
 
 def _check_resumable(config, state, path, policy=None):
@@ -455,11 +385,9 @@ def _steps_per_execution(config, steps_per_epoch, strategy, toolbox):
     (the progressive curriculum).
     """
     k = config.steps_per_execution
-    if k is not None and (int(k) < 1 or steps_per_epoch % int(k)):
+    if k is not None and steps_per_epoch % int(k):  # k >= 1: TrainConfig.check_fields
         raise UsageError(f"--steps-per-execution must be >= 1 and divide the {steps_per_epoch} steps of an epoch; "
                          f"got {k}")
-    if int(config.log_every) < 1:
-        raise UsageError(f"--log-every must be >= 1; got {config.log_every}")
     if k is None:
         k = 1 if toolbox or strategy.num_replicas_in_sync > 1 else callbacks.block_size(steps_per_epoch)
     return int(k)
@@ -582,8 +510,6 @@ def _setup(config):
     if config.batch_size % strategy.num_replicas_in_sync:
         raise UsageError(f"--batch-size {config.batch_size} must be a multiple of the number of replicas "
                          f"({strategy.num_replicas_in_sync})")
-    if config.steps_per_epoch is not None and int(config.steps_per_epoch) < 1:
-        raise UsageError(f"--steps-per-epoch must be >= 1; got {config.steps_per_epoch}")
     if not distribute.is_chief(strategy):
         # Multi-worker: every worker runs this same program (exports save collectively), but
         # only the chief's outputs are kept; the others write to a scratch directory.

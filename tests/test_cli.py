@@ -46,7 +46,7 @@ def test_flags_reach_the_config(capsys):
     "argv, expected",
     [
         (["--loss", "foo"], "unknown loss 'foo'"),
-        (["--p", "0"], "p must be a finite number >= 1"),
+        (["--p", "0"], "--p must be >= 1; got 0"),
         (["--dataset", "nope"], "unknown dataset 'nope'"),
         (["--epochs", "x"], "invalid int value"),
         (["--loss", "hinge", "--label-smoothing", "0.1"], "does not apply to the hinge loss"),

@@ -1,0 +1,121 @@
+"""TrainConfig is the single source of kgan train's flags, checks, resume identity and GAN arguments."""
+
+import dataclasses
+import inspect
+
+import pytest
+
+from kgan import cli, names
+from kgan.config import TrainConfig, flag
+
+
+def train_parser():
+    parser = cli.build_parser()
+    return next(a for a in parser._actions if a.dest == "command").choices["train"]
+
+
+def test_every_field_is_a_flag_with_the_field_s_default_type_and_bare_value():
+    actions = {a.dest: a for a in train_parser()._actions if a.option_strings}
+    fields = dataclasses.fields(TrainConfig)
+    assert set(actions) - {"help", "dry_run"} == {f.name for f in fields}
+    for field in fields:
+        action, meta = actions[field.name], field.metadata
+        assert action.option_strings == [flag(field.name)]
+        assert meta["group"] and isinstance(meta["help"], str)
+        if field.type is bool:
+            assert (action.const, action.default) == (True, False), field.name
+        elif meta["bare"] is not None:  # --gp alone means 10, --gp 5 means 5, absent means off
+            assert (action.nargs, action.const, action.default) == ("?", meta["bare"], None), field.name
+        else:
+            assert action.default == field.default and action.type is field.type, field.name
+    # The help shows the default and the choices from kgan.names.
+    help_text = train_parser().format_help()
+    assert "(default: 0.0002)" in help_text and "hinge, minkowski" in help_text
+    assert "(bare: 10)" in help_text
+
+
+def test_flags_parse_into_the_config():
+    args = train_parser().parse_args(["--loss", "hinge", "--gp", "--ema", "--batch-size", "32", "--spectral-norm",
+                                      "--clip", "0.05"])
+    config = cli.config_from_args(args)
+    assert (config.loss, config.gp, config.ema, config.batch_size) == ("hinge", 10.0, 0.999, 32)
+    assert (config.spectral_norm, config.clip, config.r1) == (True, 0.05, None)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"ema": 1.5}, "--ema must be in (0, 1); got 1.5"),
+    ({"ema": 0.0}, "--ema must be in (0, 1); got 0.0"),  # open at 0: a decay of 0 averages nothing
+    ({"augment_p": 1.01}, "--augment-p must be in [0, 1]; got 1.01"),
+    ({"ada_target": 1.0}, "--ada-target must be in (0, 1); got 1.0"),
+    ({"beta2": 1.0}, "--beta2 must be in [0, 1); got 1.0"),
+    ({"p": 0.5}, "--p must be >= 1; got 0.5"),
+    ({"g_lr": 0.0}, "--g-lr must be > 0; got 0.0"),
+    ({"clip": -0.01}, "--clip must be > 0; got -0.01"),
+    ({"fade_steps": -1}, "--fade-steps must be >= 0; got -1"),
+    ({"metrics_samples": 9}, "--metrics-samples must be >= 10; got 9"),
+    ({"log_every": 0}, "--log-every must be >= 1; got 0"),
+    ({"gp": float("inf")}, "--gp must be a finite number; got inf"),
+    ({"epochs": "3"}, "--epochs must be a finite number; got 3"),
+    ({"loss": "foo"}, "unknown loss 'foo': choose one of minimax, non_saturating"),
+    ({"precision": "fp8"}, "unknown precision 'fp8'"),
+    ({"image_size": 12}, "unknown image size 12: choose one of 8, 16, 32, 64 (--image-size)"),
+])
+def test_check_fields_names_the_flag_the_rule_and_the_value(fields, message):
+    with pytest.raises(ValueError) as error:
+        TrainConfig(**fields).check_fields()
+    assert str(error.value).startswith(message), str(error.value)
+
+
+@pytest.mark.parametrize("fields", [
+    {}, {"ema": 0.999, "augment_p": 1.0}, {"augment_p": 0.0}, {"p": 1}, {"gp": 0.0}, {"clip": 0.01},
+    {"unroll_optimizer": "sgd", "unroll_lr": 0.1}, {"image_size": 32, "precision": "mixed_bfloat16"},
+    {"dataset": "folder:/tmp/x"},
+])
+def test_check_fields_accepts_values_inside_the_bounds(fields):
+    TrainConfig(**fields).check_fields()
+
+
+def test_the_gan_s_arguments_come_from_the_fields_marked_gan():
+    from kgan.gan import GAN
+
+    parameters = inspect.signature(GAN.__init__).parameters
+    assert set(TrainConfig.gan_fields()) <= set(parameters)
+    config = TrainConfig(ema=0.99, ema_start=7, d_steps=3, historical_averaging=0.5, seed=4)
+    kwargs = config.gan_kwargs()
+    assert (kwargs["ema"], kwargs["ema_start"], kwargs["d_steps"], kwargs["seed"]) == (0.99, 7, 3, 4)
+    assert kwargs["historical_averaging"] == 0.5 and "loss" not in kwargs and "g_lr" not in kwargs
+
+
+def test_run_build_passes_the_marked_fields_to_the_gan():
+    from kgan import run
+
+    config = TrainConfig(dataset="ring8", latent_dim=3, ema=0.9, ema_start=2, d_steps=2, feature_matching=0.5,
+                         instance_noise=0.1, historical_averaging=0.25, clip_grad_norm=2.0)
+    gan = run.build(config, (2,))
+    built = gan.get_config()
+    for name in TrainConfig.gan_fields():
+        if name in built:
+            assert built[name] == getattr(config, name), name
+    assert (built["ema"], built["d_steps"], built["latent_dim"]) == (0.9, 2, 3)
+
+
+def test_choice_lists_are_kgan_names():
+    choices = {f.name: f.metadata["choices"] for f in dataclasses.fields(TrainConfig) if f.metadata["choices"]}
+    assert choices["loss"] is names.LOSSES and choices["strategy"] is names.STRATEGIES
+    assert choices["precision"] is names.PRECISIONS and choices["augment"] is names.AUGMENTS
+
+
+def test_validation_runs_once_per_command(monkeypatch, tmp_path):
+    from kgan import run
+
+    calls = []
+    real = run.validate
+    monkeypatch.setattr(run, "validate", lambda config: (calls.append(config), real(config))[1])
+    out = [f"--{k}={tmp_path / k}" for k in ("output", "logdir", "checkpoint-dir")]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--dataset", "ring8", "--epochs", "1", "--steps-per-epoch", "2", "--metrics", "none",
+                  "--batch-size", "8", *out])
+    assert exit_info.value.code == 0 and len(calls) == 1
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--dry-run", "--ema", *out])
+    assert len(calls) == 2
