@@ -10,8 +10,9 @@ import dataclasses
 import os
 import sys
 
-from kgan import __version__, config
+from kgan import __version__, config, presets
 from kgan.config import TrainConfig
+from kgan.errors import UsageError
 from kgan.quiet import import_tensorflow_quietly
 
 
@@ -38,13 +39,17 @@ def _default_text(value):
 
 
 def _train_flag(group, field):
-    """One `kgan train` flag from a `TrainConfig` field's metadata (`kgan.config._field`)."""
+    """One `kgan train` flag from a `TrainConfig` field's metadata (`kgan.config._field`).
+
+    The flag's argparse default is SUPPRESS: the parsed namespace holds only the flags given, so
+    `config_from_args` can tell them from a --preset's values (the field's default is in the help).
+    """
     meta, default = field.metadata, field.default
     help_text = meta["help"]
     if meta["choices"] is not None:
         help_text = f"{help_text}; " if help_text else ""
         help_text += "one of " + ", ".join(str(c) for c in meta["choices"])
-    kwargs = {"default": default, "metavar": meta["metavar"]}
+    kwargs = {"metavar": meta["metavar"]}
     if field.type in (bool, "bool"):
         kwargs = {"action": "store_true"}
     elif meta["bare"] is not None:
@@ -54,11 +59,15 @@ def _train_flag(group, field):
         kwargs["type"] = {"int": int, "float": float}.get(getattr(field.type, "__name__", field.type), str)
     if default not in (None, False, ""):
         help_text += f" (default: {_default_text(default)})"
-    group.add_argument(config.flag(field.name), help=help_text.strip() or None, **kwargs)
+    group.add_argument(config.flag(field.name), help=help_text.strip() or None, default=argparse.SUPPRESS, **kwargs)
 
 
 def add_train_arguments(parser):
-    """`kgan train`'s flags, one per `TrainConfig` field, in the fields' groups and order."""
+    """`kgan train`'s flags: --preset, then one per `TrainConfig` field, in the fields' groups and order."""
+    parser.add_argument("--preset", choices=sorted(presets.PRESETS), default=None,
+                        help="a named setting of the optimiser and batch for the dataset (kgan/presets.py; "
+                             "recommended: PacGAN's on ring8/grid25, DCGAN's on the digits; paper: the Minkowski "
+                             "paper's, D clipped at 0.01); the flags given override it")
     groups = {}
     for field in dataclasses.fields(TrainConfig):
         group = field.metadata["group"]
@@ -70,11 +79,20 @@ def add_train_arguments(parser):
 
 
 def config_from_args(args):
-    return TrainConfig.from_dict(vars(args))
+    """The `TrainConfig` of parsed `kgan train` flags: the defaults, then the --preset's values
+    for the dataset, then the flags given (stylegan2-ada style: a named preset that flags override)."""
+    given = {name: value for name, value in vars(args).items() if name in TrainConfig.field_names()}
+    preset = getattr(args, "preset", None)
+    if preset is None:
+        return TrainConfig(**given)
+    dataset = given.get("dataset", TrainConfig().dataset)
+    if dataset not in presets.PRESETS[preset]:
+        raise UsageError(f"--preset {preset} has settings for {', '.join(presets.PRESETS[preset])}, not {dataset}")
+    return TrainConfig(**{**presets.PRESETS[preset][dataset], **given})
 
 
 def run_train(args):
-    train_config = config_from_args(args).resolved()
+    train_config = config_from_args(args).resolved()  # before TensorFlow: a bad --preset is instant
     import_tensorflow_quietly()
     from kgan import run
 

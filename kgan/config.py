@@ -178,6 +178,10 @@ class TrainConfig:
         return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("resume"))
 
     @classmethod
+    def field_names(cls):
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
     def gan_fields(cls):
         """Names of the fields passed to `GAN(...)` as they are (field metadata "gan")."""
         return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("gan"))
@@ -227,8 +231,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values):
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
+        return cls(**{k: v for k, v in values.items() if k in cls.field_names()})
 
 
 def flag(name):

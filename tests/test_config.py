@@ -1,5 +1,6 @@
 """TrainConfig is the single source of kgan train's flags, checks, resume identity and GAN arguments."""
 
+import argparse
 import dataclasses
 import inspect
 
@@ -17,17 +18,19 @@ def train_parser():
 def test_every_field_is_a_flag_with_the_field_s_default_type_and_bare_value():
     actions = {a.dest: a for a in train_parser()._actions if a.option_strings}
     fields = dataclasses.fields(TrainConfig)
-    assert set(actions) - {"help", "dry_run"} == {f.name for f in fields}
+    assert set(actions) - {"help", "dry_run", "preset"} == {f.name for f in fields}
     for field in fields:
         action, meta = actions[field.name], field.metadata
         assert action.option_strings == [flag(field.name)]
         assert meta["group"] and isinstance(meta["help"], str)
         if field.type is bool:
-            assert (action.const, action.default) == (True, False), field.name
+            assert action.const is True and field.default is False, field.name
         elif meta["bare"] is not None:  # --gp alone means 10, --gp 5 means 5, absent means off
-            assert (action.nargs, action.const, action.default) == ("?", meta["bare"], None), field.name
+            assert (action.nargs, action.const, field.default) == ("?", meta["bare"], None), field.name
         else:
-            assert action.default == field.default and action.type is field.type, field.name
+            assert action.type is field.type, field.name
+        assert action.default is argparse.SUPPRESS  # the namespace holds the flags given, nothing else
+    assert cli.config_from_args(train_parser().parse_args([])) == TrainConfig()
     # The help shows the default and the choices from kgan.names.
     help_text = train_parser().format_help()
     assert "(default: 0.0002)" in help_text and "hinge, minkowski" in help_text
@@ -40,6 +43,25 @@ def test_flags_parse_into_the_config():
     config = cli.config_from_args(args)
     assert (config.loss, config.gp, config.ema, config.batch_size) == ("hinge", 10.0, 0.999, 32)
     assert (config.spectral_norm, config.clip, config.r1) == (True, 0.05, None)
+
+
+def test_a_preset_sets_the_dataset_s_optimiser_and_the_flags_given_override_it():
+    def config(*argv):
+        return cli.config_from_args(train_parser().parse_args(list(argv)))
+
+    ring8 = config("--preset", "recommended", "--dataset", "ring8", "--d-lr", "3e-4")
+    assert (ring8.batch_size, ring8.latent_dim, ring8.g_lr, ring8.beta1) == (100, 2, 1e-4, 0.8)  # PacGAN's
+    assert ring8.d_lr == 3e-4  # the flag given wins
+    digits = config("--preset", "paper", "--batch-size", "32")  # the default dataset, digits
+    assert (digits.clip, digits.batch_size, digits.g_lr, digits.beta1) == (0.01, 32, 2e-4, 0.5)
+    assert config("--preset", "paper", "--clip", "0.05").clip == 0.05
+    from kgan import presets
+
+    assert config("--preset", "recommended", "--dataset", "grid25") == presets.config(
+        "recommended", "grid25", "minkowski_p4", 0)
+    with pytest.raises(ValueError, match="--preset recommended has settings for ring8, grid25, digits, "
+                                         "stacked_digits, not mnist"):
+        config("--preset", "recommended", "--dataset", "mnist")
 
 
 @pytest.mark.parametrize("fields, message", [
