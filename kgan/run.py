@@ -30,6 +30,7 @@ from kgan import (
     distribute,
     evaluate,
     export,
+    hparams,
     losses,
     networks,
     penalties,
@@ -490,6 +491,9 @@ def _train(config, verbose, print_fn, resources):
         config, gan, dataset, logdir, steps_per_epoch, strategy, toolbox,
         lambda guard: _checkpoint_callback(config, checkpoints, guard, policy, previous[0], previous[1]),
         metrics_callback, reference)
+    # The run as an HParams session next to its scalars (the dashboard compares runs of one --logdir).
+    hparams.write_session(logdir, hparams.run_hparams(config, config.epochs * steps_per_epoch, precision=policy),
+                          trial_id=config.run_name)
     history, seconds = _fit(gan, pipeline, config, initial_epoch, steps_per_epoch, fit_callbacks, verbose,
                             checkpoint_callback, checkpoints)
     if guard.diverged is not None:
