@@ -197,3 +197,44 @@ class TrainConfig:
     def from_dict(cls, values):
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
+
+
+#: Fields that say where a run writes, not what it computes: left out of `train_command`.
+PATH_FIELDS = ("run_name", "output", "logdir", "checkpoint_dir")
+
+
+def train_command(config, precision=None):
+    """The `kgan` argv (`["train", "--flag", "value", ...]`) that trains `config` again.
+
+    Every field that differs from `TrainConfig()`'s default becomes `--flag value` (the field's
+    name with `-` for `_`; a True bool is a bare `--flag`; floats in `repr` precision, so they
+    parse back to the same number), in field order. `PATH_FIELDS` are left out: a reproduction
+    writes where its own command says. `kgan.cli.build_parser().parse_args(argv)` gives back
+    `config` (with `precision`, paths at their defaults).
+
+    Args:
+        config: a `TrainConfig`.
+        precision: the policy the run resolved (e.g. "float32" for a run made with "auto"):
+            carried as `--precision`, so the command computes the same on another machine.
+
+    Raises:
+        ValueError: a value no flag can express (None or False where the default is set or True).
+    """
+    if precision is not None:
+        config = dataclasses.replace(config, precision=precision)
+    default = TrainConfig()
+    argv = ["train"]
+    for field in dataclasses.fields(TrainConfig):
+        value = getattr(config, field.name)
+        if field.name in PATH_FIELDS or value == getattr(default, field.name):
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value is None or value is False:
+            raise ValueError(f"no {flag} value gives {value!r} (its default is {getattr(default, field.name)!r})")
+        elif field.type in (float, "float"):
+            argv += [flag, repr(float(value))]
+        else:
+            argv += [flag, str(value)]
+    return argv
