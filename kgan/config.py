@@ -228,13 +228,13 @@ def train_command(config, precision=None):
         value = getattr(config, field.name)
         if field.name in PATH_FIELDS or value == getattr(default, field.name):
             continue
-        flag = "--" + field.name.replace("_", "-")
+        option = "--" + field.name.replace("_", "-")
         if value is True:
-            argv.append(flag)
+            argv.append(option)
         elif value is None or value is False:
-            raise ValueError(f"no {flag} value gives {value!r} (its default is {getattr(default, field.name)!r})")
+            raise ValueError(f"no {option} value gives {value!r} (its default is {getattr(default, field.name)!r})")
         elif field.type in (float, "float"):
-            argv += [flag, repr(float(value))]
+            argv += [option, repr(float(value))]
         else:
-            argv += [flag, str(value)]
+            argv += [option, str(value)]
     return argv
