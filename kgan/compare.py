@@ -6,6 +6,18 @@ its settings, final metrics and curves to the results file as soon as it finishe
 that is interrupted picks up where it stopped: runs whose key is already in the results file
 are skipped. Aggregation (mean +- standard error over seeds) and plots read only that file.
 
+Every row trains through `run.train`, the runner of `kgan train`: the same callbacks
+(divergence guard, metrics, checkpoints with `--checkpoint-every`), precision and strategy
+set-up, metric names and evaluation protocol (`kgan.evaluate.PROTOCOL_SAMPLES`, else 1,000
+samples). A row's TrainConfig is `presets.config(preset, dataset, setting, seed)` with
+`--steps-per-epoch eval_every --epochs steps/eval_every --metrics-every 1`, and the row records
+`command`, the `kgan train` line that trains it again (`config.train_command`, with the
+precision the run resolved); with `--deterministic` that command gives the row's final metrics
+exactly. A run that diverges is a row with `diverged` true and the runner's message in `error`.
+Each run's folders go to `<out>/runs/{models,logs,checkpoints}/<preset>-<dataset>-<setting>-<steps>-s<seed>/`
+(models/ keeps config.json and samples.png; the exported generator and weights only with
+`--keep-models`); they are scratch, not results: do not commit them.
+
 Loss settings (named in every table):
 
     minimax          original GAN, saturating G loss log(1 - D(G(z)))
@@ -41,31 +53,41 @@ Presets:
                      batch 64, latent 100, and D weight clipping 0.01 for every loss
 """
 
+import argparse
 import collections
+import contextlib
 import csv
 import dataclasses
 import json
 import math
 import os
+import shlex
 import sys
 import time
 
 import numpy as np
 
-from kgan import stats
-from kgan.config import TrainConfig
-from kgan.errors import UsageError
+from kgan import presets, stats
+from kgan.config import train_command
+from kgan.errors import KganError, UsageError
 from kgan.presets import DATASETS, LOSS_SETTINGS, MIXTURES, PRESETS, TECHNIQUES, minkowski_p  # noqa: F401 - the tables live with the config
 
-#: Generated samples per evaluation, per dataset (the literature's sizes where affordable).
-EVAL_SAMPLES = {"ring8": 2500, "grid25": 2500, "stacked_digits": 10000, "digits": 1797}
 #: The metric each dataset's curves and p-ablation use, and whether higher is better.
-MAIN_METRIC = {"ring8": ("modes_captured", True), "grid25": ("modes_captured", True), "stacked_digits": ("modes_captured", True), "digits": ("fcd", False)}
+MAIN_METRIC = {"ring8": ("modes", True), "grid25": ("modes", True), "stacked_digits": ("modes", True), "digits": ("fcd", False)}
+#: Results files written before compare ran on `run.train` name two metrics differently.
+LEGACY_METRIC_NAMES = {"modes_captured": "modes", "high_quality_percent": "hq_percent"}
+#: How table headers and figure file names spell a metric (the names the published tables and
+#: docs/results' links use).
+METRIC_LABELS = {"modes": "modes_captured", "hq_percent": "high_quality_percent"}
+
+
+def _label(metric):
+    return METRIC_LABELS.get(metric, metric)
 
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-    """One run of a compare grid."""
+    """One run of a compare grid: `steps` generator updates, evaluated every `eval_every`."""
 
     setting: str  # a LOSS_SETTINGS name, minkowski as "minkowski_p<p>", "+<technique>" if any
     dataset: str
@@ -78,19 +100,22 @@ class RunSpec:
     def key(self):
         return f"{self.preset}/{self.dataset}/{self.setting}/{self.steps}/s{self.seed}"
 
-    def config(self):
-        """The TrainConfig of this run (dataset preset + loss setting + seed)."""
-        overrides = dict(PRESETS[self.preset][self.dataset])
-        loss, _, technique = self.setting.partition("+")
-        if minkowski_p(loss) is not None:
-            overrides.update(LOSS_SETTINGS["minkowski"], p=minkowski_p(loss))
-        else:
-            overrides.update(LOSS_SETTINGS[loss])
-        overrides.update(TECHNIQUES[technique or "none"][0])
-        if self.preset == "paper":
-            overrides["clip"] = 0.01  # the paper clips D for every loss
-        name = self.key.replace("/", "-")
-        return TrainConfig(dataset=self.dataset, seed=self.seed, run_name=name, **overrides)
+    @property
+    def run_name(self):
+        return self.key.replace("/", "-")
+
+    def config(self, out="compare", deterministic=False, checkpoint_every=0):
+        """The `TrainConfig` `run.train` trains for this row: preset + loss setting + technique
+        (`presets.config`), `steps` as epochs of `eval_every` steps over repeated data with the
+        metrics after every epoch, and the run's folders under `<out>/runs/`."""
+        runs = os.path.join(out, "runs")
+        return presets.config(
+            self.preset, self.dataset, self.setting, self.seed,
+            epochs=max(1, self.steps // self.eval_every), steps_per_epoch=self.eval_every, metrics_every=1,
+            deterministic=deterministic, checkpoint_every=checkpoint_every, run_name=self.run_name,
+            output=os.path.join(runs, "models"), logdir=os.path.join(runs, "logs"),
+            checkpoint_dir=os.path.join(runs, "checkpoints"),
+        )
 
 
 def setting_names(losses, ps, techniques=("none",)):
@@ -120,6 +145,10 @@ def grid(losses, ps, datasets, seeds, preset="recommended", steps=2000, eval_eve
         raise UsageError(f"unknown preset {preset!r}: choose from {', '.join(PRESETS)}")
     if steps < 1 or eval_every < 1:
         raise UsageError("--steps and --eval-every must be >= 1")
+    eval_every = min(eval_every, steps)
+    if steps % eval_every:
+        raise UsageError(f"--steps ({steps}) must be a multiple of --eval-every ({eval_every}): a row is "
+                         "--epochs steps/eval_every of --steps-per-epoch eval_every")
     for p in ps:
         if not (math.isfinite(p) and p >= 1):
             raise UsageError(f"Minkowski p must be a finite number >= 1; got {p}")
@@ -130,7 +159,7 @@ def grid(losses, ps, datasets, seeds, preset="recommended", steps=2000, eval_eve
             raise UsageError(f"technique {technique!r} applies only to {', '.join(TECHNIQUES[technique][1])}; "
                              f"--datasets is {','.join(datasets)}")
     return [
-        RunSpec(name, dataset, seed, preset, steps, min(eval_every, steps))
+        RunSpec(name, dataset, seed, preset, steps, eval_every)
         for seed in range(seeds)
         for dataset in datasets
         for name in names
@@ -141,83 +170,79 @@ def grid(losses, ps, datasets, seeds, preset="recommended", steps=2000, eval_eve
 # ---- one run ------------------------------------------------------------------------------------
 
 
-class Evaluator:
-    """compare's scoring: `kgan.evaluate.Evaluator` with each dataset's protocol, reporting under
-    the column names of the results files (modes_captured, high_quality_percent, reverse_kl;
-    fcd, kid on the digits classifier)."""
-
-    _COLUMNS = {"modes": "modes_captured", "hq_percent": "high_quality_percent"}
-
-    def __init__(self, dataset_name, cache_dir=None):
-        from kgan import data, evaluate
-
-        self.dataset = dataset_name
-        if dataset_name == "digits":
-            images, _ = data.digits_arrays()
-            self._evaluator = evaluate.Evaluator(("fcd", "kid"), images, features="classifier:digits",
-                                                 cache_dir=cache_dir)
-        else:
-            self._evaluator = evaluate.Evaluator(("modes",), None, dataset=dataset_name, cache_dir=cache_dir)
-
-    @property
-    def label(self):
-        if self.dataset in MIXTURES:
-            return f"mode metrics on {EVAL_SAMPLES[self.dataset]} samples (PacGAN protocol)"
-        network = self._evaluator.features or self._evaluator.classifier
-        return f"{EVAL_SAMPLES[self.dataset]} samples; features: {network.label}"
-
-    def __call__(self, samples):
-        results = self._evaluator(samples)
-        results.pop("kid_std", None)
-        return {self._COLUMNS.get(name, name): value for name, value in results.items()}
+def _quiet(*args, **kwargs):
+    pass
 
 
-def run_one(spec, cache_dir=None, keep_samples=None):
-    """Trains one RunSpec and returns its result record (a JSON-serialisable dict)."""
+def _drop_models(run_dir):
+    """Removes a finished row's exported generator and GAN weights (megabytes a row)."""
+    import shutil
+
+    from kgan import export
+
+    shutil.rmtree(os.path.join(run_dir, "generator"), ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(run_dir, export.WEIGHTS_FILE))
+
+
+def run_one(spec, out="compare", deterministic=False, checkpoint_every=0, keep_samples=None, keep_models=False):
+    """Trains one RunSpec through `run.train` (the runner `kgan train` uses) and returns its
+    result record (a JSON-serialisable dict).
+
+    The record's `command` is the `kgan train` line that trains the same config (with
+    `--deterministic`, to the same final metrics). A run that diverges (`DivergedError`) is a
+    record with `diverged` true, its message in `error` and its curves up to the divergence.
+
+    Args:
+        spec: the `RunSpec`.
+        out: the compare's output directory; the run's folders go to `<out>/runs/`.
+        deterministic: `--deterministic` for the run (deterministic TensorFlow ops).
+        checkpoint_every: epochs (evaluations) between checkpoints; 0: none.
+        keep_samples: a directory for `<run name>.npz` with the final samples (2,500 points or
+            64 images; the plots' sample panels), or None.
+        keep_models: keep the run folder's exported generator and GAN weights (by default only
+            its config.json and samples.png stay: the row's `command` trains the model again).
+    """
     import keras
 
-    from kgan import data, run
+    from kgan import run
+    from kgan.errors import DivergedError
 
-    config = spec.config()
-    keras.utils.set_random_seed(config.seed)
-    dataset = data.load(config.dataset, seed=config.seed, with_labels=config.conditional)
-    pipeline = data.pipeline(dataset, config.batch_size, config.d_steps, seed=config.seed).repeat()
-    gan = run.build(config, dataset.shape, dataset.num_classes, total_steps=spec.steps)
-    evaluator = Evaluator(spec.dataset, cache_dir)
-    curves = collections.defaultdict(list)
-
-    class Evaluate(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            curves["step"].append((epoch + 1) * spec.eval_every)
-            for name, value in (logs or {}).items():
-                curves[name].append(float(value))
-            samples = gan.generate(EVAL_SAMPLES[spec.dataset], seed=10_000 + spec.seed)
-            finite = bool(np.all(np.isfinite(samples)))
-            for name, value in (evaluator(samples) if finite else {}).items():
-                curves[name].append(value)
-
-    start = time.time()
-    gan.fit(pipeline, steps_per_epoch=spec.eval_every, epochs=spec.steps // spec.eval_every,
-            verbose=0, callbacks=[*run.toolbox_callbacks(gan), Evaluate()], shuffle=False)
-    seconds = time.time() - start
-    samples = gan.generate(EVAL_SAMPLES[spec.dataset], seed=10_000 + spec.seed)
-    finite = bool(np.all(np.isfinite(samples)))
-    final = evaluator(samples) if finite else {}
-    if keep_samples:
-        os.makedirs(keep_samples, exist_ok=True)
-        np.savez_compressed(os.path.join(keep_samples, spec.key.replace("/", "-") + ".npz"),
-                            samples=samples[: 2500 if samples.ndim == 2 else 64].astype("float32"))
+    config = spec.config(out, deterministic, checkpoint_every)
     record = dataclasses.asdict(spec)
+    record["key"] = spec.key
+    start = time.time()
+    try:
+        result = run.train(config, verbose=0, print_fn=_quiet)
+        report, error = result["report"], None
+    except DivergedError as diverged:
+        result, report, error = None, getattr(diverged, "report", None) or {}, " ".join(str(diverged).split())
+    policy = report.get("precision_policy")
+    metrics = report.get("metrics") or {}
+    history = report.get("history", {})
+    epochs = len(next(iter(history.values()), []))
     record.update(
-        key=spec.key,
-        config=config.to_dict(),
-        evaluation=evaluator.label,
-        final=final,
-        diverged=not finite,
-        final_losses={k: curves[k][-1] for k in ("d_loss", "g_loss") if curves.get(k)},
-        curves=dict(curves),
-        seconds=round(seconds, 2),
+        config=report.get("config", config.resolved().to_dict()),
+        precision_policy=policy,
+        command="kgan " + shlex.join(train_command(config, policy)),
+        run_dir=os.path.join(config.output, config.run_name),
+        evaluation={k: metrics[k] for k in ("num_samples", "labels", "features") if k in metrics},
+        final={} if error else dict(metrics.get("values", {})),
+        diverged=error is not None,
+        final_losses={k: report["final"][k] for k in ("d_loss", "g_loss") if k in report.get("final", {})},
+        curves={"step": [(i + 1) * spec.eval_every for i in range(epochs)], **history},
+        seconds=round(time.time() - start, 2),
     )
+    if error:
+        record["error"] = error
+    if keep_samples and result is not None:
+        samples = result["gan"].generate(2500 if spec.dataset in MIXTURES else 64, seed=spec.seed)
+        os.makedirs(keep_samples, exist_ok=True)
+        np.savez_compressed(os.path.join(keep_samples, spec.run_name + ".npz"), samples=samples.astype("float32"))
+    del result
+    if not keep_models:
+        _drop_models(record["run_dir"])
+    keras.backend.clear_session()  # a long grid in one process does not accumulate graphs
     return record
 
 
@@ -247,15 +272,20 @@ def append_result(results_path, record):
 
 
 def _worker(args):
-    spec, cache_dir, keep_samples = args
     from kgan.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    return run_one(spec, cache_dir, keep_samples)
+    return run_one(*args)
 
 
-def run_grid(specs, results_path, workers=1, cache_dir=None, keep_samples=None, print_fn=print):
-    """Runs every spec not yet in `results_path`, appending each result when it finishes."""
+def run_grid(specs, results_path, workers=1, keep_samples=None, print_fn=print, out=None, deterministic=False,
+             checkpoint_every=0, keep_models=False):
+    """Runs every spec not yet in `results_path` through `run_one`, appending each result when it
+    finishes (this process is the file's only writer). Workers are spawned processes.
+
+    `out`: the compare's directory (the runs go to `<out>/runs/`; default: the results file's
+    directory); `deterministic`, `checkpoint_every`, `keep_models`: passed to every `run_one`."""
+    out = out if out is not None else os.path.dirname(os.path.abspath(results_path))
     os.makedirs(os.path.dirname(os.path.abspath(results_path)), exist_ok=True)
     done = finished_keys(results_path)
     todo = [s for s in specs if s.key not in done]
@@ -263,25 +293,27 @@ def run_grid(specs, results_path, workers=1, cache_dir=None, keep_samples=None, 
              f"{results_path}, {len(todo)} to run with {workers} worker(s)")
     if not todo:
         return 0
+    jobs = [(s, out, deterministic, checkpoint_every, keep_samples, keep_models) for s in todo]
     if workers > 1:
         # Prepare the shared digits classifier once, so workers do not train it concurrently.
         if any(s.dataset in ("digits", "stacked_digits") for s in todo):
-            from kgan import metrics
+            from kgan import evaluate
 
-            metrics.get_feature_extractor("classifier:digits", **({"cache_dir": cache_dir} if cache_dir else {}))
+            evaluate.get_features("classifier:digits", evaluate.feature_cache_dir(todo[0].config(out).output),
+                                  image_size=8)
         import concurrent.futures
         import multiprocessing
 
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = {pool.submit(_worker, (s, cache_dir, keep_samples)): s for s in todo}
+            futures = [pool.submit(_worker, job) for job in jobs]
             for i, future in enumerate(concurrent.futures.as_completed(futures), 1):
                 record = future.result()
                 append_result(results_path, record)
                 print_fn(f"  [{i}/{len(todo)}] {record['key']}: {_summary(record)}")
     else:
-        for i, spec in enumerate(todo, 1):
-            record = run_one(spec, cache_dir, keep_samples)
+        for i, job in enumerate(jobs, 1):
+            record = run_one(*job)
             append_result(results_path, record)
             print_fn(f"  [{i}/{len(todo)}] {record['key']}: {_summary(record)}")
     return len(todo)
@@ -295,12 +327,25 @@ def _summary(record):
 # ---- aggregation ------------------------------------------------------------------------------------
 
 
+def normalise(record):
+    """A record with the runner's metric names in `final` and `curves` (results files written
+    before compare ran on `run.train` say modes_captured and high_quality_percent)."""
+    renamed = {}
+    for part in ("final", "curves"):
+        values = record.get(part) or {}
+        if any(name in LEGACY_METRIC_NAMES for name in values):
+            renamed[part] = {LEGACY_METRIC_NAMES.get(name, name): value for name, value in values.items()}
+    return {**record, **renamed} if renamed else record
+
+
 def load_results(results_path):
+    """The records of a results file, in order, with the runner's metric names (`normalise`); a
+    torn line is skipped."""
     records = []
     with open(results_path) as handle:
         for line in handle:
             try:
-                records.append(json.loads(line))
+                records.append(normalise(json.loads(line)))
             except json.JSONDecodeError:
                 continue
     return records
@@ -309,7 +354,7 @@ def load_results(results_path):
 def aggregate(records):
     """{(preset, dataset, setting, steps): {metric: (mean, stderr, n)}, plus 'seeds' and 'diverged'}."""
     groups = collections.defaultdict(list)
-    for record in records:
+    for record in map(normalise, records):
         groups[(record["preset"], record["dataset"], record["setting"], record["steps"])].append(record)
     table = {}
     for key, group in groups.items():
@@ -326,7 +371,7 @@ PACGAN_PUBLISHED = [  # PacGAN Table 1 (10 trials): ring modes, HQ %, rev-KL; gr
     ("PacGAN2 (PacGAN paper)", "7.9+-0.1", "95.6+-2.0", "0.07+-0.03", "23.8+-0.7", "91.3+-0.8", "0.13+-0.04"),
     ("PacGAN4 (PacGAN paper)", "7.8+-0.1", "95.9+-1.4", "0.07+-0.02", "24.8+-0.2", "93.6+-0.6", "0.04+-0.01"),
 ]
-MIXTURE_COLUMNS = ("modes_captured", "high_quality_percent", "reverse_kl")
+MIXTURE_COLUMNS = ("modes", "hq_percent", "reverse_kl")
 
 
 def _fmt(cell, digits=2):
@@ -356,15 +401,15 @@ def tables(records):
                 for dataset in MIXTURES:
                     row = table.get((preset, dataset, s, steps), {})
                     seeds.append(str(row.get("seeds", 0)))
-                    cells += [_fmt(row.get(c, (0, 0, 0)), 2 if c != "high_quality_percent" else 1) for c in MIXTURE_COLUMNS]
+                    cells += [_fmt(row.get(c, (0, 0, 0)), 2 if c != "hq_percent" else 1) for c in MIXTURE_COLUMNS]
                 rows.append([s, *cells, "/".join(seeds)])
             rows += [[name, *cells, "10"] for name, *cells in PACGAN_PUBLISHED]
             out[f"mixtures-{suffix}"] = (header, rows)
         # Image datasets.
-        for dataset, columns in (("stacked_digits", ("modes_captured", "reverse_kl")), ("digits", ("fcd", "kid"))):
+        for dataset, columns in (("stacked_digits", ("modes", "reverse_kl")), ("digits", ("fcd", "kid"))):
             if not any(k[1] == dataset for k in table if k[0] == preset and k[3] == steps):
                 continue
-            header = ["setting", *columns, "seeds", "diverged"]
+            header = ["setting", *map(_label, columns), "seeds", "diverged"]
             rows = []
             for s in settings:
                 row = table.get((preset, dataset, s, steps))
@@ -376,7 +421,7 @@ def tables(records):
         ps = sorted({minkowski_p(s) for s in settings if minkowski_p(s) is not None and "+" not in s})
         if len(ps) > 1:
             datasets = [d for d in DATASETS if any(k[1] == d for k in table if k[0] == preset and k[3] == steps)]
-            header = ["p", *[f"{d} {MAIN_METRIC[d][0]}" for d in datasets]]
+            header = ["p", *[f"{d} {_label(MAIN_METRIC[d][0])}" for d in datasets]]
             rows = []
             for p in ps:
                 s = f"minkowski_p{p:g}"
@@ -428,6 +473,7 @@ def write_tables(records, out_dir):
 
 
 def _mean_curve(records, name):
+    records = [normalise(r) for r in records]
     curves = [r["curves"].get(name) for r in records if r["curves"].get(name)]
     if not curves:
         return None, None
@@ -447,7 +493,7 @@ def write_plots(records, out_dir, samples_dir=None):
     os.makedirs(out_dir, exist_ok=True)
     paths = []
     groups = collections.defaultdict(list)
-    for r in records:
+    for r in map(normalise, records):
         groups[(r["preset"], r["dataset"], r["steps"], r["setting"])].append(r)
     for preset, dataset, steps in sorted({k[:3] for k in groups}):
         suffix = f"{preset}-{dataset}-{steps}steps"
@@ -474,11 +520,11 @@ def write_plots(records, out_dir, samples_dir=None):
             x, y = _mean_curve(groups[(preset, dataset, steps, s)], metric)
             if x is not None:
                 ax.plot(x, y, label=s)
-        ax.set_title(f"{dataset}: {metric} over training ({preset})")
+        ax.set_title(f"{dataset}: {_label(metric)} over training ({preset})")
         ax.set_xlabel("generator step")
         if ax.lines:
             ax.legend(fontsize="x-small", ncol=2)
-        path = os.path.join(out_dir, f"{metric}-over-training-{suffix}.png")
+        path = os.path.join(out_dir, f"{_label(metric)}-over-training-{suffix}.png")
         figure.tight_layout()
         figure.savefig(path, dpi=80)
         plt.close(figure)
@@ -494,7 +540,7 @@ def _sample_panels(groups, preset, dataset, steps, samples_dir, out_dir, suffix,
     settings = _ordered_settings([groups[k][0] for k in groups if k[:3] == (preset, dataset, steps)])
     found = []
     for s in settings:
-        key = RunSpec(s, dataset, 0, preset, steps).key.replace("/", "-")
+        key = RunSpec(s, dataset, 0, preset, steps).run_name
         path = os.path.join(samples_dir, key + ".npz")
         if os.path.exists(path):
             found.append((s, np.load(path)["samples"]))
@@ -545,7 +591,17 @@ def add_arguments(parser):
     parser.add_argument("--workers", type=int, default=1, help="parallel processes (default: %(default)s)")
     parser.add_argument("--out", default="compare", help="directory for results.jsonl, tables, plots, samples (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="tiny grid for a smoke test: 2 losses, ring8, 1 seed, 40 steps")
-    parser.add_argument("--report-only", action="store_true", help="only rebuild tables and plots from the results file")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="every run with --deterministic (deterministic TensorFlow ops, slower): a row's `command` "
+                             "then reproduces its final metrics exactly")
+    parser.add_argument("--checkpoint-every", type=int, default=0, metavar="EVALS",
+                        help="checkpoint each run every N evaluations (epochs of --eval-every steps), under "
+                             "<out>/runs/checkpoints, so a killed row resumes mid-run; 0: none (default: %(default)s)")
+    parser.add_argument("--keep-models", action="store_true",
+                        help="keep each run's exported generator and GAN weights in <out>/runs/models/<run>/ (about "
+                             "11 MB a ring8 row); by default only its config.json and samples.png stay")
+    parser.add_argument("--report-only", action="store_true",
+                        help="only rebuild tables and plots from <out>/results.jsonl (the grid flags are ignored)")
 
 
 def _split(text, cast=str):
@@ -555,7 +611,8 @@ def _split(text, cast=str):
         raise UsageError(f"cannot parse {text!r} as a comma-separated list") from None
 
 
-def main(args, print_fn=print):
+def specs_from_args(args):
+    """The grid's RunSpecs from the command line (`--quick`: the QUICK grid)."""
     if args.quick:
         losses, ps, datasets, seeds, steps, eval_every = (QUICK[k] for k in ("losses", "ps", "datasets", "seeds", "steps", "eval_every"))
     else:
@@ -564,12 +621,20 @@ def main(args, print_fn=print):
     techniques = _split(getattr(args, "techniques", "none")) or ["none"]
     if args.workers < 1 or seeds < 1:
         raise UsageError("--workers and --seeds must be >= 1")
-    specs = grid(losses, ps, datasets, seeds, args.preset, steps, eval_every, techniques)
+    if getattr(args, "checkpoint_every", 0) < 0:
+        raise UsageError(f"--checkpoint-every must be >= 0; got {args.checkpoint_every}")
+    return grid(losses, ps, datasets, seeds, args.preset, steps, eval_every, techniques)
+
+
+def main(args, print_fn=print):
+    """`kgan compare` with parsed arguments (`add_arguments`); returns the exit code."""
     results = os.path.join(args.out, "results.jsonl")
     samples_dir = os.path.join(args.out, "samples")
     start = time.time()
     if not args.report_only:
-        run_grid(specs, results, args.workers, keep_samples=samples_dir, print_fn=print_fn)
+        run_grid(specs_from_args(args), results, args.workers, keep_samples=samples_dir, print_fn=print_fn,
+                 out=args.out, deterministic=getattr(args, "deterministic", False),
+                 checkpoint_every=getattr(args, "checkpoint_every", 0), keep_models=getattr(args, "keep_models", False))
     if not os.path.exists(results):
         raise UsageError(f"no results file at {results}")
     records = load_results(results)
@@ -582,5 +647,20 @@ def main(args, print_fn=print):
     return 0
 
 
+def _command_line(argv=None):
+    """`python -m kgan.compare ...`: the same flags as `kgan compare` (errors: one line, exit 2)."""
+    parser = argparse.ArgumentParser(prog="python -m kgan.compare", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    from kgan.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    try:
+        return main(args)
+    except KganError as error:
+        print(f"kgan compare: error: {error}", file=sys.stderr)
+        return error.exit_code
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(_command_line())

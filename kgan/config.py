@@ -252,3 +252,44 @@ def _check_number(name, value, meta):
         else:
             bound = f"in {'(' if meta['low_open'] else '['}{low:g}, {high:g}{')' if meta['high_open'] else ']'}"
         raise ValueError(f"{flag(name)} must be {bound}; got {value}")
+
+
+#: Fields that say where a run writes, not what it computes: left out of `train_command`.
+PATH_FIELDS = ("run_name", "output", "logdir", "checkpoint_dir")
+
+
+def train_command(config, precision=None):
+    """The `kgan` argv (`["train", "--flag", "value", ...]`) that trains `config` again.
+
+    Every field that differs from `TrainConfig()`'s default becomes `--flag value` (the field's
+    name with `-` for `_`; a True bool is a bare `--flag`; floats in `repr` precision, so they
+    parse back to the same number), in field order. `PATH_FIELDS` are left out: a reproduction
+    writes where its own command says. `kgan.cli.build_parser().parse_args(argv)` gives back
+    `config` (with `precision`, paths at their defaults).
+
+    Args:
+        config: a `TrainConfig`.
+        precision: the policy the run resolved (e.g. "float32" for a run made with "auto"):
+            carried as `--precision`, so the command computes the same on another machine.
+
+    Raises:
+        ValueError: a value no flag can express (None or False where the default is set or True).
+    """
+    if precision is not None:
+        config = dataclasses.replace(config, precision=precision)
+    default = TrainConfig()
+    argv = ["train"]
+    for field in dataclasses.fields(TrainConfig):
+        value = getattr(config, field.name)
+        if field.name in PATH_FIELDS or value == getattr(default, field.name):
+            continue
+        option = flag(field.name)
+        if value is True:
+            argv.append(option)
+        elif value is None or value is False:
+            raise ValueError(f"no {option} value gives {value!r} (its default is {getattr(default, field.name)!r})")
+        elif field.type in (float, "float"):
+            argv += [option, repr(float(value))]
+        else:
+            argv += [option, str(value)]
+    return argv

@@ -496,9 +496,12 @@ def _train(config, verbose, print_fn, resources):
                           trial_id=config.run_name)
     history, seconds = _fit(gan, pipeline, config, initial_epoch, steps_per_epoch, fit_callbacks, verbose,
                             checkpoint_callback, checkpoints)
+    report = _report(config, dataset, steps_per_epoch, initial_epoch, history, seconds, previous, metrics_callback,
+                     policy)
     if guard.diverged is not None:
-        raise DivergedError(_diverged_message(config, guard.diverged, checkpoints, gan))
-    report = _report(config, dataset, steps_per_epoch, initial_epoch, history, seconds, previous, metrics_callback)
+        error = DivergedError(_diverged_message(config, guard.diverged, checkpoints, gan))
+        error.report = report  # the epochs before the divergence (kgan compare records their curves)
+        raise error
     outputs = _write_run_folder(config, gan, report, reference, logdir)
     _print_summary(config, report, initial_epoch, seconds, metrics_callback, outputs, print_fn)
     return {"outputs": outputs, "final": report["final"], "seconds": seconds, "gan": gan, "report": report}
@@ -576,15 +579,18 @@ def _fit(gan, pipeline, config, initial_epoch, steps_per_epoch, fit_callbacks, v
     return history, time.time() - start
 
 
-def _report(config, dataset, steps_per_epoch, initial_epoch, history, seconds, previous, metrics_callback):
+def _report(config, dataset, steps_per_epoch, initial_epoch, history, seconds, previous, metrics_callback,
+            policy=None):
     """config.json's content: the whole run's record (the epochs before this fit, from the
-    checkpoint resumed, and its own), versions, and the last evaluation."""
+    checkpoint resumed, and its own), versions, the precision policy the run resolved (what
+    `--precision auto` chose) and the last evaluation."""
     previous_history, previous_seconds, previous_metrics = previous
     record = {name: list(values) for name, values in previous_history.items()}
     for name, values in history.history.items():
         record.setdefault(name, []).extend(float(v) for v in values)
     report = {
         "config": config.to_dict(),
+        "precision_policy": policy,
         "kgan_version": kgan.__version__,
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,

@@ -1,8 +1,10 @@
 """kgan compare: aggregation maths, resume after a kill, and the quick grid's outputs."""
 
 import argparse
+import dataclasses
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import pytest
 from PIL import Image
 
 from kgan import compare
+from kgan.config import PATH_FIELDS, TrainConfig, train_command
 from kgan.errors import UsageError
 
 
@@ -32,7 +35,8 @@ def test_aggregation_means_and_standard_errors():
         record("minkowski_p2", "ring8", 0, {"modes_captured": 5, "high_quality_percent": 40.0, "reverse_kl": 0.5}),
     ]
     table = compare.aggregate(records)
-    mean, stderr, n = table[("recommended", "ring8", "minimax", 100)]["modes_captured"]
+    # legacy names (modes_captured, high_quality_percent) aggregate under the runner's (modes, hq_percent)
+    mean, stderr, n = table[("recommended", "ring8", "minimax", 100)]["modes"]
     # modes 6, 7, 8: mean 7, sample std 1, stderr 1 / sqrt(3)
     assert (mean, n) == (7.0, 3) and stderr == pytest.approx(1 / np.sqrt(3))
     # the NaN reverse KL (no high-quality sample) is left out, not averaged in: (0.3 + 0.2) / 2
@@ -73,11 +77,20 @@ def test_grid_and_settings():
         compare.grid(["minkowski"], [0.5], ["ring8"], 1)
 
 
-def test_quick_compare_writes_tables_and_plots(tmp_path):
-    parser = argparse.ArgumentParser()
-    compare.add_arguments(parser)
-    args = parser.parse_args(["--quick", "--out", str(tmp_path)])
-    assert compare.main(args, print_fn=lambda *a: None) == 0
+@pytest.fixture(scope="module")
+def quick_compare(tmp_path_factory):
+    """`kgan compare --quick --deterministic --datasets ring8 --out DIR`, in a child process (op
+    determinism is process-wide: it must not leak into the other tests)."""
+    out = tmp_path_factory.mktemp("quick")
+    command = [sys.executable, "-m", "kgan.cli", "compare", "--quick", "--deterministic", "--datasets", "ring8",
+               "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out
+
+
+def test_quick_compare_writes_tables_and_plots(quick_compare):
+    tmp_path = quick_compare
     records = compare.load_results(tmp_path / "results.jsonl")
     assert {r["setting"] for r in records} == {"non_saturating", "minkowski_p4"}
     assert all(len(r["curves"]["step"]) == 2 and "d_grad_norm" in r["curves"] for r in records)
@@ -89,6 +102,101 @@ def test_quick_compare_writes_tables_and_plots(tmp_path):
         with Image.open(tmp_path / name) as image:
             image.load()
             assert image.size[0] > 100
+
+
+def test_each_row_records_the_kgan_train_command_that_reproduces_it_exactly(quick_compare, tmp_path):
+    records = compare.load_results(quick_compare / "results.jsonl")
+    assert len(records) == 2
+    for r in records:  # the runner's metric names, evaluation protocol and run folder (models dropped)
+        assert set(r["final"]) == {"modes", "hq_percent", "reverse_kl"} and not r["diverged"]
+        assert r["evaluation"]["num_samples"] == 2500 and r["curves"]["step"] == [20, 40]
+        assert r["command"].startswith("kgan train ") and "--deterministic" in r["command"]
+        assert "--steps-per-epoch 20 --batch-size 100" in r["command"] and "--metrics-every 1" in r["command"]
+        assert f"--precision {r['precision_policy']}" in r["command"]
+        assert sorted(os.listdir(r["run_dir"])) == ["config.json", "samples.png"]
+    children = []
+    for i, r in enumerate(records):  # both reproductions at once, each in its own folders
+        argv = shlex.split(r["command"])[1:] + [
+            "--output", str(tmp_path / f"m{i}"), "--logdir", str(tmp_path / f"l{i}"),
+            "--checkpoint-dir", str(tmp_path / f"c{i}")]
+        children.append(subprocess.Popen([sys.executable, "-m", "kgan.cli", *argv], stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.PIPE, text=True))
+    for i, (r, child) in enumerate(zip(records, children, strict=True)):
+        _, stderr = child.communicate(timeout=600)
+        assert child.returncode == 0, stderr[-2000:]
+        (config_json,) = (tmp_path / f"m{i}").glob("*/config.json")
+        report = json.loads(config_json.read_text())
+        # Exactly equal: the same floats (JSON text, so that NaN equals NaN).
+        assert json.dumps(report["metrics"]["values"], sort_keys=True) == json.dumps(r["final"], sort_keys=True)
+        assert json.dumps(report["history"], sort_keys=True) == json.dumps(
+            {k: v for k, v in r["curves"].items() if k != "step"}, sort_keys=True)
+        assert report["precision_policy"] == r["precision_policy"]
+
+
+def test_a_diverged_run_is_a_row_with_its_message_and_the_grid_goes_on(tmp_path, monkeypatch):
+    config = compare.RunSpec.config
+
+    def absurd_rates(spec, *args, **kwargs):  # the first step is NaN
+        rates = {"d_lr": 1e30, "g_lr": 1e30} if spec.setting == "hinge" else {}
+        return dataclasses.replace(config(spec, *args, **kwargs), **rates)
+
+    monkeypatch.setattr(compare.RunSpec, "config", absurd_rates)
+    specs = compare.grid(["hinge", "least_squares"], [4], ["ring8"], 1, steps=20, eval_every=10)
+    assert compare.run_grid(specs, tmp_path / "results.jsonl", print_fn=lambda *a: None) == 2
+    diverged, fine = compare.load_results(tmp_path / "results.jsonl")
+    assert diverged["diverged"] and "training diverged at step 1 (epoch 1)" in diverged["error"]
+    assert diverged["final"] == {} and "--d-lr 1e+30" in diverged["command"]
+    assert diverged["curves"]["step"] == [10] and len(diverged["curves"]["d_loss"]) == 1
+    assert not fine["diverged"] and set(fine["final"]) == {"modes", "hq_percent", "reverse_kl"}
+    assert "--deterministic" not in fine["command"] and "--checkpoint-every 0" in fine["command"]
+
+
+def test_the_command_parses_back_to_the_rows_config():
+    from kgan.cli import build_parser, config_from_args
+
+    paths = {name: getattr(TrainConfig(), name) for name in PATH_FIELDS}
+    specs = [compare.RunSpec("wgan_gp", "ring8", 0, steps=100, eval_every=50),
+             compare.RunSpec("hinge", "digits", 3, "paper", 40, 20),
+             compare.RunSpec("minkowski_p2.5+ema", "stacked_digits", 1),
+             compare.RunSpec("wasserstein+unroll5", "grid25", 2),
+             compare.RunSpec("least_squares+minibatch_std", "digits", 0)]
+    for spec in specs:
+        for deterministic, checkpoint_every in ((True, 0), (False, 2)):
+            config = spec.config("some/out", deterministic, checkpoint_every)
+            argv = train_command(config, precision="float32")
+            parsed = config_from_args(build_parser().parse_args(argv))
+            assert parsed == dataclasses.replace(config, precision="float32", **paths), argv
+    argv = train_command(specs[0].config())
+    assert argv[:3] == ["train", "--loss", "wasserstein"] and "--precision" not in argv  # auto: the default
+    assert argv[argv.index("--gp") + 1] == "10.0" and argv[argv.index("--g-lr") + 1] == "0.0001"
+    assert not set(argv) & {"--run-name", "--output", "--logdir", "--checkpoint-dir"}
+    with pytest.raises(ValueError, match="--arch"):
+        train_command(TrainConfig(arch=None))
+
+
+def test_legacy_result_names_and_report_only_ignores_the_grid_flags(tmp_path):
+    legacy = record("minimax", "ring8", 0, {"modes_captured": 6, "high_quality_percent": 90.0, "reverse_kl": 0.3})
+    legacy["curves"]["modes_captured"] = [5, 6]
+    new = record("minimax", "ring8", 1, {"modes": 8, "hq_percent": 80.0, "reverse_kl": 0.1})
+    new["curves"]["modes"] = [7, 8]
+    with open(tmp_path / "results.jsonl", "w") as handle:
+        handle.write(json.dumps(legacy) + "\n" + json.dumps(new) + "\n")
+    records = compare.load_results(tmp_path / "results.jsonl")
+    assert records[0]["final"] == {"modes": 6, "hq_percent": 90.0, "reverse_kl": 0.3}
+    assert records[0]["curves"]["modes"] == [5, 6]
+    parser = argparse.ArgumentParser()
+    compare.add_arguments(parser)
+    args = parser.parse_args(["--report-only", "--datasets", "nope", "--eval-every", "7", "--out", str(tmp_path)])
+    assert compare.main(args, print_fn=lambda *a: None) == 0
+    header, *rows = (tmp_path / "mixtures-recommended-100steps.csv").read_text().splitlines()
+    assert rows[0] == "minimax,7.00+-1.00,85.0+-5.0,0.20+-0.10,-,-,-,2/0"
+    assert (tmp_path / "modes_captured-over-training-recommended-ring8-100steps.png").exists()
+
+
+def test_steps_must_be_a_multiple_of_eval_every():
+    with pytest.raises(UsageError, match="multiple of --eval-every"):
+        compare.grid(["hinge"], [4], ["ring8"], 1, steps=100, eval_every=30)
+    assert compare.grid(["hinge"], [4], ["ring8"], 1, steps=100, eval_every=500)[0].eval_every == 100
 
 
 @pytest.mark.slow
