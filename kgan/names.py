@@ -14,6 +14,8 @@ PENALTIES = ("gradient_penalty", "r1")
 MINKOWSKI_ACTIVATIONS = ("sigmoid", "linear")
 #: The 2-D Gaussian mixtures (PacGAN / VEEGAN protocol; kgan.data.mixtures).
 MIXTURES = ("ring8", "grid25")
+#: Datasets with mode metrics (`--metrics modes`; kgan.metrics.modes).
+MODE_DATASETS = (*MIXTURES, "stacked_digits")
 #: `--dataset`, besides folder:PATH (kgan.data).
 DATASETS = ("digits", "stacked_digits", *MIXTURES, "mnist", "fashion_mnist", "cifar10", "svhn_cropped", "celeb_a")
 #: Datasets with one class label per example (conditional GANs), and their number of classes.
