@@ -36,7 +36,7 @@ import keras
 from keras import ops
 
 from kgan import names
-from kgan.registry import Registry
+from kgan.registry import Configurable, Registry
 
 
 def _flat(outputs):
@@ -195,7 +195,7 @@ def minkowski_generator_loss(fake_outputs, p=4.0, activation="sigmoid", real_tar
 # Classes.
 
 
-class Loss:
+class Loss(Configurable):
     """Base class: a pair of per-example discriminator and generator losses.
 
     Subclasses implement `discriminator_loss(real_outputs, fake_outputs)` and
@@ -219,17 +219,6 @@ class Loss:
 
     def generator_loss(self, fake_outputs, real_outputs=None):
         raise NotImplementedError
-
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
     def __eq__(self, other):
         return type(self) is type(other) and self.get_config() == other.get_config()

@@ -14,7 +14,7 @@ import tensorflow as tf
 from keras import ops
 
 from kgan import distribute, seeds
-from kgan.registry import Registry
+from kgan.registry import Configurable, Registry
 
 
 def _squared_input_gradient_norm(discriminator, inputs, training):
@@ -26,7 +26,7 @@ def _squared_input_gradient_norm(discriminator, inputs, training):
     return ops.sum(ops.square(gradients), axis=list(range(1, len(gradients.shape))))
 
 
-class Penalty:
+class Penalty(Configurable):
     """Base class: `penalty(discriminator, real, fake, training=True) -> Tensor[B]`."""
 
     #: Whether the penalty uses the generated batch (a conditional GAN then generates the
@@ -35,17 +35,6 @@ class Penalty:
 
     def __call__(self, discriminator, real, fake, training=True):
         raise NotImplementedError
-
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 #: The penalties by name (`kgan.names.PENALTIES`) and class name.

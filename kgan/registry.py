@@ -2,8 +2,8 @@
 augmentations, metrics): `Registry.register` records a class or function under its names,
 `lookup` finds it, `get` turns an identifier (None, a name, a `serialize` dict, a class or an
 instance) into an object with Keras' `get` semantics, and `serialize` / `deserialize`
-round-trip an object through its `get_config`. TF-free: `keras` is imported only when a
-`keras_saving` registry serialises.
+round-trip an object through its `get_config`; `Configurable` is the config base of the small
+registered classes. TF-free: `keras` is imported only when a `keras_saving` registry serialises.
 
 A `keras_saving` registry (losses, penalties, augmentations) holds classes that are also
 registered with `keras.saving.register_keras_serializable(package="kgan")`, and delegates
@@ -119,3 +119,20 @@ class Registry:
     def _uninterpretable(self, identifier):
         return ValueError(f"Could not interpret {self.kind} identifier: {identifier!r} "
                           f"(names: {', '.join(self._names)})")
+
+
+class Configurable:
+    """Base of the small registered classes (losses, penalties): `__init__` stores its
+    arguments, `get_config()` returns exactly them (override it), `from_config(config)` is
+    `cls(**config)`, and the repr shows them."""
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
