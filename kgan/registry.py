@@ -11,14 +11,14 @@ registered with `keras.saving.register_keras_serializable(package="kgan")`, and 
 "registered_name"}`, whether the object is saved on its own or inside a Keras model's config;
 the short `{"class_name": ..., "config": ...}` dict is read as well.
 
-    LOSSES = Registry("loss", base=Loss, keras_saving=True)
+    LOSS_REGISTRY = Registry("loss", base=Loss, keras_saving=True)
 
-    @LOSSES.register("minimax")
+    @LOSS_REGISTRY.register("minimax")
     @keras.saving.register_keras_serializable(package="kgan")
     class Minimax(Loss): ...
 
-    LOSSES.get("minimax")                      # Minimax()
-    LOSSES.get(LOSSES.serialize(Minimax()))    # an equal Minimax
+    LOSS_REGISTRY.get("minimax")                             # Minimax()
+    LOSS_REGISTRY.get(LOSS_REGISTRY.serialize(Minimax()))    # an equal Minimax
 """
 
 
