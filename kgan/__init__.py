@@ -19,6 +19,7 @@ _SUBMODULES = (
     "gan",
     "losses",
     "metrics",
+    "names",
     "networks",
     "penalties",
 )
@@ -35,9 +36,19 @@ _NAMES = {
 __all__ = ["__version__", *_SUBMODULES, *_NAMES]
 
 
-def __getattr__(name):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"kgan.{name}")
-    if name in _NAMES:
-        return getattr(importlib.import_module(f"kgan.{_NAMES[name]}"), name)
-    raise AttributeError(f"module 'kgan' has no attribute {name!r}")
+def lazy_getattr(package, submodules, names):
+    """A module `__getattr__` (PEP 562) for `package` that imports on first use: its
+    `submodules` by name, and each public name of `names` ({name: submodule}) from its
+    submodule. kgan and kgan.metrics load this way, so importing one leaf loads no other."""
+
+    def __getattr__(name):
+        if name in submodules:
+            return importlib.import_module(f"{package}.{name}")
+        if name in names:
+            return getattr(importlib.import_module(f"{package}.{names[name]}"), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
+__getattr__ = lazy_getattr(__name__, _SUBMODULES, _NAMES)

@@ -39,6 +39,8 @@ import tensorflow as tf
 from keras import ops
 
 from kgan import distribute, seeds
+from kgan.names import AUGMENTS
+from kgan.registry import Registry
 
 TRANSLATION_RATIO = 0.125  # the official `rand_translation(x, ratio=0.125)`
 CUTOUT_RATIO = 0.5  # the official `rand_cutout(x, ratio=0.5)`
@@ -230,6 +232,11 @@ def parse_policy(policy):
 # Layers.
 
 
+#: The augmentations by name (`kgan.names.AUGMENTS`) and class name.
+AUGMENT_REGISTRY = Registry("augment", keras_saving=True)
+
+
+@AUGMENT_REGISTRY.register("diffaugment")
 @keras.saving.register_keras_serializable(package="kgan")
 class Augment(keras.layers.Layer):
     """DiffAugment with ADA-style per-example gating: each op applied with probability `p`.
@@ -316,6 +323,7 @@ class Augment(keras.layers.Layer):
         return config
 
 
+@AUGMENT_REGISTRY.register("ada")
 @keras.saving.register_keras_serializable(package="kgan")
 class AdaptiveAugment(Augment):
     """ADA: `Augment` whose p follows D's overfitting heuristic r_t = E[sign(D(real) - threshold)].
@@ -402,31 +410,19 @@ class AdaptiveAugment(Augment):
 # ----------------------------------------------------------------------------------------------
 # Identifiers.
 
-ALL_OBJECTS_DICT = {
-    "Augment": Augment,
-    "AdaptiveAugment": AdaptiveAugment,
-    "diffaugment": Augment,
-    "ada": AdaptiveAugment,
-}
-
-
 def serialize(augment):
-    return None if augment is None else keras.saving.serialize_keras_object(augment)
+    """The `keras.saving` config dict of an `Augment`, or None for None."""
+    return AUGMENT_REGISTRY.serialize(augment)
 
 
 def get(identifier):
-    """An `Augment` from None, a name (`diffaugment`, `ada`), a config dict or an instance.
+    """An `Augment` from None, a name (`kgan.names.AUGMENTS`: `diffaugment`, `ada`), a config
+    dict, an `Augment` class or an instance.
 
     Raises:
         ValueError: if the identifier cannot be interpreted.
     """
-    if identifier is None or isinstance(identifier, Augment):
-        return identifier
-    if isinstance(identifier, str) and identifier in ALL_OBJECTS_DICT:
-        return ALL_OBJECTS_DICT[identifier]()
-    if isinstance(identifier, dict):
-        return keras.saving.deserialize_keras_object(identifier, custom_objects=ALL_OBJECTS_DICT)
-    raise ValueError(f"Could not interpret augment identifier: {identifier}")
+    return AUGMENT_REGISTRY.get(identifier, allow_none=True)
 
 
 def from_flag(augment=None, policy="color,translation,cutout", p=None, target=0.6, seed=None):
@@ -448,8 +444,8 @@ def from_flag(augment=None, policy="color,translation,cutout", p=None, target=0.
     parse_policy(policy)
     if p is not None and not 0.0 <= float(p) <= 1.0:
         raise ValueError(f"Augmentation probability must be in [0, 1]; got {p}")
+    if augment not in AUGMENTS:
+        raise ValueError(f"Unknown augmentation {augment!r}: use {' or '.join(AUGMENTS)}.")
     if augment == "diffaugment":
         return Augment(policy, p=1.0 if p is None else p, seed=seed)
-    if augment == "ada":
-        return AdaptiveAugment(policy, p=0.0 if p is None else p, target=target, seed=seed)
-    raise ValueError(f"Unknown augmentation {augment!r}: use diffaugment or ada.")
+    return AdaptiveAugment(policy, p=0.0 if p is None else p, target=target, seed=seed)

@@ -144,16 +144,64 @@ def run_export(args):
 
 
 def add_evaluate_arguments(parser):
-    from kgan import evaluate  # no TensorFlow import
+    from kgan.evaluate import DEFAULT_NUM_REAL  # no TensorFlow import
+    from kgan.names import METRICS
 
-    evaluate.add_arguments(parser)
+    parser.add_argument("--model", required=True, help="an exported generator (saved_models/<run>/generator)")
+    parser.add_argument("--dataset", required=True, help="the real data to compare with (e.g. digits)")
+    parser.add_argument("--metrics", default=None, metavar="LIST",
+                        help=f"comma-separated: {', '.join(METRICS)} (default: the dataset's, e.g. digits: "
+                             "fcd,kid; else fid,kid)")
+    parser.add_argument("--num-samples", type=int, default=None,
+                        help="generated samples (default: ring8, grid25 2500; stacked_digits 25600; else 10000)")
+    parser.add_argument("--num-real", type=int, default=DEFAULT_NUM_REAL,
+                        help="real examples, at most (default: %(default)s)")
+    parser.add_argument("--features", default=None, metavar="NAME",
+                        help="inception | keras_inception | classifier:<dataset> (default: classifier:<dataset> "
+                             "where kgan has one, else inception)")
+    parser.add_argument("--seed", type=int, default=0, help="latent seed (default: %(default)s)")
+    parser.add_argument("--data-dir", default=None, help="TensorFlow Datasets directory with prepared data")
+    parser.add_argument("--json", default=None, metavar="OUT", help="also write the report to this JSON file")
+
+
+def _check_json_path(path):
+    """Raises UsageError unless `--json PATH` names a file kgan can write."""
+    from kgan.errors import UsageError
+
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError(f"--json {path} is a directory: name a file, e.g. {os.path.join(path, 'report.json')}")
+    if not os.path.isdir(parent):
+        raise UsageError(f"--json: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--json: directory {parent} is not writable")
 
 
 def run_evaluate(args):
-    import_tensorflow_quietly()
     from kgan import evaluate
 
-    return evaluate.main(args)
+    evaluate.check_arguments(args.num_samples, args.num_real, args.seed)  # before anything is done
+    if args.json is not None:
+        _check_json_path(args.json)
+    import_tensorflow_quietly()
+    report = evaluate.evaluate(args.model, args.dataset, metrics=args.metrics, num_samples=args.num_samples,
+                               features=args.features, seed=args.seed, num_real=args.num_real,
+                               data_dir=args.data_dir, progress=os.isatty(1))
+    for name, value in report["metrics"].items():
+        print(f"{name:>12s} {value:.6g}")
+    for name, label in report["labels"].items():
+        print(f"  {name}: {label}")
+    features = report["features"]
+    if "feature_label" in features:
+        print(f"  {features['feature_network']}: {features['feature_label']}")
+    if "mode_classifier" in features:
+        print(f"  mode classifier: {features['mode_classifier']}")
+    if args.json:
+        from kgan import atomic
+
+        atomic.write_json(report, args.json)
+        print(f"kgan: wrote {os.path.abspath(args.json)}")
+    return 0
 
 
 def add_compare_arguments(parser):

@@ -19,9 +19,7 @@ import os
 import tensorflow as tf
 
 from kgan.errors import UsageError
-
-STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
+from kgan.names import PRECISIONS, STRATEGIES  # noqa: F401 - re-exported (the choice lists live in kgan.names)
 
 
 def split_cpu(devices):

@@ -1,5 +1,5 @@
 """Sample-quality metrics of a generator, during training (`MetricsCallback`) and after it
-(`kgan evaluate`).
+(`evaluate`, which the `kgan evaluate` command of kgan.cli runs).
 
     Evaluator(metrics, real, features)  ->  evaluator(samples) -> {"fcd": ..., "kid": ...}
 
@@ -31,14 +31,11 @@ import numpy as np
 
 from kgan import metrics as kmetrics
 from kgan.errors import KganError, UsageError
-from kgan.names import METRICS
+from kgan.names import METRICS, MODE_DATASETS
 from kgan.registry import Registry
 
-#: Metric names accepted by `--metrics` (besides "none").
-#: Metrics that need a feature network's activations.
-FEATURE_METRICS = ("fid", "fcd", "kid", "is", "pr", "dc")
-#: Datasets with mode metrics (kgan.metrics.mode_metrics).
-MODE_DATASETS = ("ring8", "grid25", "stacked_digits")
+#: Metrics that need a feature network's activations: all but the mode counts.
+FEATURE_METRICS = tuple(name for name in METRICS if name != "modes")
 #: Default metrics of `kgan train` per dataset (other datasets: none, so nothing downloads).
 DEFAULT_METRICS = {
     "digits": ("fcd", "kid"),
@@ -287,28 +284,29 @@ class InceptionScore:
         return {"is": f"Inception Score formula, 10 splits ({ev.num_samples or '?'} generated) on {net}"}
 
 
-@METRIC_REGISTRY.register("pr")
-class PrecisionRecall:
-    @staticmethod
-    def score(ev, samples, fake, logits):
-        return kmetrics.precision_recall(ev._real, fake)
+class _OnActivations:
+    """A metric of the real and generated activations alone: `kgan.metrics.<function>(real,
+    fake)` returns its values by logged name (`keys`), all labelled with `description`."""
 
-    @staticmethod
-    def label(ev, n, net):
-        text = f"improved precision / recall, k = 3 ({n}) on {net}"
-        return {"precision": text, "recall": text}
+    function = keys = description = None
+
+    @classmethod
+    def score(cls, ev, samples, fake, logits):
+        return getattr(kmetrics, cls.function)(ev._real, fake)
+
+    @classmethod
+    def label(cls, ev, n, net):
+        return dict.fromkeys(cls.keys, f"{cls.description} ({n}) on {net}")
+
+
+@METRIC_REGISTRY.register("pr")
+class PrecisionRecall(_OnActivations):
+    function, keys, description = "precision_recall", ("precision", "recall"), "improved precision / recall, k = 3"
 
 
 @METRIC_REGISTRY.register("dc")
-class DensityCoverage:
-    @staticmethod
-    def score(ev, samples, fake, logits):
-        return kmetrics.density_coverage(ev._real, fake)
-
-    @staticmethod
-    def label(ev, n, net):
-        text = f"density / coverage, k = 5 ({n}) on {net}"
-        return {"density": text, "coverage": text}
+class DensityCoverage(_OnActivations):
+    function, keys, description = "density_coverage", ("density", "coverage"), "density / coverage, k = 5"
 
 
 @METRIC_REGISTRY.register("modes")
@@ -343,7 +341,7 @@ def real_examples(dataset, num_real=DEFAULT_NUM_REAL):
 
 
 # --------------------------------------------------------------------------------------------
-# `kgan evaluate`
+# Scoring an exported generator (the library side of `kgan evaluate`, whose flags are in kgan.cli)
 
 
 def signature_shapes(model):
@@ -378,22 +376,14 @@ def generate_samples(model, num, seed=0, progress=True):
     return np.concatenate(outputs, axis=0)
 
 
-def check_arguments(num_samples=None, num_real=DEFAULT_NUM_REAL, seed=0, json_path=None):
-    """Raises UsageError for `kgan evaluate` arguments that cannot work; before anything is done."""
+def check_arguments(num_samples=None, num_real=DEFAULT_NUM_REAL, seed=0):
+    """Raises UsageError for `evaluate` arguments that cannot work; before anything is done."""
     if num_samples is not None and int(num_samples) < 10:
         raise UsageError(f"--num-samples must be >= 10; got {num_samples}")
     if int(num_real) < 10:
         raise UsageError(f"--num-real must be >= 10; got {num_real}")
     if not 0 <= int(seed) < 2**63:
         raise UsageError(f"--seed must be in [0, 2^63); got {seed}")
-    if json_path is not None:
-        parent = os.path.dirname(os.path.abspath(json_path))
-        if os.path.isdir(json_path):
-            raise UsageError(f"--json {json_path} is a directory: name a file, e.g. {os.path.join(json_path, 'report.json')}")
-        if not os.path.isdir(parent):
-            raise UsageError(f"--json: directory {parent} does not exist")
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise UsageError(f"--json: directory {parent} is not writable")
 
 
 def evaluate(model_path, dataset, metrics=None, num_samples=None, features=None, seed=0, num_real=DEFAULT_NUM_REAL,
@@ -458,43 +448,3 @@ def evaluate(model_path, dataset, metrics=None, num_samples=None, features=None,
         "seconds": {"setup": round(setup_seconds, 3), "generate": round(generate_seconds, 3),
                     **{k: round(v, 4) for k, v in evaluator.seconds.items()}},
     }
-
-
-def add_arguments(parser):
-    parser.add_argument("--model", required=True, help="an exported generator (saved_models/<run>/generator)")
-    parser.add_argument("--dataset", required=True, help="the real data to compare with (e.g. digits)")
-    parser.add_argument("--metrics", default=None, metavar="LIST",
-                        help=f"comma-separated: {', '.join(METRICS)} (default: the dataset's, e.g. digits: "
-                             "fcd,kid; else fid,kid)")
-    parser.add_argument("--num-samples", type=int, default=None,
-                        help="generated samples (default: ring8, grid25 2500; stacked_digits 25600; else 10000)")
-    parser.add_argument("--num-real", type=int, default=DEFAULT_NUM_REAL,
-                        help="real examples, at most (default: %(default)s)")
-    parser.add_argument("--features", default=None, metavar="NAME",
-                        help="inception | keras_inception | classifier:<dataset> (default: classifier:<dataset> "
-                             "where kgan has one, else inception)")
-    parser.add_argument("--seed", type=int, default=0, help="latent seed (default: %(default)s)")
-    parser.add_argument("--data-dir", default=None, help="TensorFlow Datasets directory with prepared data")
-    parser.add_argument("--json", default=None, metavar="OUT", help="also write the report to this JSON file")
-
-
-def main(args):
-    check_arguments(args.num_samples, args.num_real, args.seed, args.json)
-    report = evaluate(args.model, args.dataset, metrics=args.metrics, num_samples=args.num_samples,
-                      features=args.features, seed=args.seed, num_real=args.num_real, data_dir=args.data_dir,
-                      progress=os.isatty(1))
-    for name, value in report["metrics"].items():
-        print(f"{name:>12s} {value:.6g}")
-    for name, label in report["labels"].items():
-        print(f"  {name}: {label}")
-    features = report["features"]
-    if "feature_label" in features:
-        print(f"  {features['feature_network']}: {features['feature_label']}")
-    if "mode_classifier" in features:
-        print(f"  mode classifier: {features['mode_classifier']}")
-    if args.json:
-        from kgan import atomic
-
-        atomic.write_json(report, args.json)
-        print(f"kgan: wrote {os.path.abspath(args.json)}")
-    return 0

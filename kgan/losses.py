@@ -9,6 +9,9 @@ name with `get()`:
     get({"class_name": "Minkowski", "config": {"p": 2}})
     get(Minkowski(p=3))
 
+The names are `kgan.names.LOSSES`, each the snake_case of its class (`LOSS_REGISTRY`, a
+`kgan.registry.Registry`, holds them; the classes are Keras-serialisable as `kgan>ClassName`).
+
 Discriminator losses of the probability family (minimax, non-saturating, Minkowski with a
 sigmoid) treat the output as a logit; Wasserstein, hinge and least squares use it raw.
 
@@ -32,7 +35,8 @@ import math
 import keras
 from keras import ops
 
-from kgan.config import LOSSES
+from kgan import names
+from kgan.registry import Configurable, Registry
 
 
 def _flat(outputs):
@@ -191,7 +195,7 @@ def minkowski_generator_loss(fake_outputs, p=4.0, activation="sigmoid", real_tar
 # Classes.
 
 
-class Loss:
+class Loss(Configurable):
     """Base class: a pair of per-example discriminator and generator losses.
 
     Subclasses implement `discriminator_loss(real_outputs, fake_outputs)` and
@@ -216,19 +220,12 @@ class Loss:
     def generator_loss(self, fake_outputs, real_outputs=None):
         raise NotImplementedError
 
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
-
     def __eq__(self, other):
         return type(self) is type(other) and self.get_config() == other.get_config()
+
+
+#: The losses by name (`kgan.names.LOSSES`) and class name.
+LOSS_REGISTRY = Registry("loss", base=Loss, keras_saving=True)
 
 
 def _check_smoothing(label_smoothing):
@@ -237,6 +234,7 @@ def _check_smoothing(label_smoothing):
     return float(label_smoothing)
 
 
+@LOSS_REGISTRY.register("minimax")
 @keras.saving.register_keras_serializable(package="kgan")
 class Minimax(Loss):
     """The original GAN loss with the saturating generator loss log(1 - D(G(z)))."""
@@ -261,6 +259,7 @@ class Minimax(Loss):
         return {"label_smoothing": self.label_smoothing}
 
 
+@LOSS_REGISTRY.register("non_saturating")
 @keras.saving.register_keras_serializable(package="kgan")
 class NonSaturating(Minimax):
     """The original GAN discriminator loss with the non-saturating generator loss -log D(G(z))."""
@@ -269,6 +268,7 @@ class NonSaturating(Minimax):
         return non_saturating_generator_loss(fake_outputs)
 
 
+@LOSS_REGISTRY.register("wasserstein")
 @keras.saving.register_keras_serializable(package="kgan")
 class Wasserstein(Loss):
     """WGAN critic loss; pair it with weight clipping or a gradient penalty.
@@ -286,6 +286,7 @@ class Wasserstein(Loss):
         return wasserstein_generator_loss(fake_outputs)
 
 
+@LOSS_REGISTRY.register("hinge")
 @keras.saving.register_keras_serializable(package="kgan")
 class Hinge(Loss):
     """Hinge loss (SNGAN)."""
@@ -297,6 +298,7 @@ class Hinge(Loss):
         return hinge_generator_loss(fake_outputs)
 
 
+@LOSS_REGISTRY.register("least_squares")
 @keras.saving.register_keras_serializable(package="kgan")
 class LeastSquares(Loss):
     """LSGAN with targets a (fake) = 0, b (real) = 1, c (generator) = 1 by default.
@@ -335,9 +337,10 @@ class LeastSquares(Loss):
         }
 
 
-MINKOWSKI_ACTIVATIONS = ("sigmoid", "linear")
+MINKOWSKI_ACTIVATIONS = names.MINKOWSKI_ACTIVATIONS
 
 
+@LOSS_REGISTRY.register("minkowski")
 @keras.saving.register_keras_serializable(package="kgan")
 class Minkowski(Loss):
     """Minkowski-distance (L_p) GAN loss; p = 4 is the paper's best.
@@ -410,43 +413,25 @@ class Minkowski(Loss):
         }
 
 
-ALL_OBJECTS = (Minimax, NonSaturating, Wasserstein, Hinge, LeastSquares, Minkowski)
-ALL_OBJECTS_DICT = {cls.__name__: cls for cls in ALL_OBJECTS}
-ALL_OBJECTS_DICT.update(
-    {
-        "minimax": Minimax,
-        "non_saturating": NonSaturating,
-        "wasserstein": Wasserstein,
-        "hinge": Hinge,
-        "least_squares": LeastSquares,
-        "minkowski": Minkowski,
-    }
-)
-#: Names accepted on the command line.
-NAMES = LOSSES
+#: The loss names; tests/test_gan.py still reads them here. Use `kgan.names.LOSSES`.
+NAMES = names.LOSSES
 
 
 def serialize(loss):
-    return {"class_name": type(loss).__name__, "config": loss.get_config()}
+    """The `keras.saving` config dict of a `Loss`."""
+    return LOSS_REGISTRY.serialize(loss)
 
 
 def deserialize(config):
-    cls = ALL_OBJECTS_DICT.get(config.get("class_name"))
-    if cls is None:
-        raise ValueError(f"Could not interpret loss identifier: {config}")
-    return cls.from_config(config.get("config", {}))
+    """The `Loss` a `serialize` (or `{"class_name": ..., "config": ...}`) dict describes."""
+    return LOSS_REGISTRY.deserialize(config)
 
 
 def get(identifier):
-    """Returns a `Loss` from a name, a config dict, or an instance.
+    """Returns a `Loss` from a name (`kgan.names.LOSSES` or a class name), a config dict, a
+    `Loss` class or an instance.
 
     Raises:
         ValueError: if the identifier is none of these.
     """
-    if isinstance(identifier, Loss):
-        return identifier
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if isinstance(identifier, str) and identifier in ALL_OBJECTS_DICT:
-        return ALL_OBJECTS_DICT[identifier]()
-    raise ValueError(f"Could not interpret loss identifier: {identifier!r}")
+    return LOSS_REGISTRY.get(identifier)

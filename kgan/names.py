@@ -1,16 +1,21 @@
 """Every choice list of kgan, in one TF-free module (no imports): the command line, the config's
 validation and the registries all read their names from here.
 
-A registry (losses, penalties, augmentations, networks, metrics, strategies) must accept exactly
-the names listed here; tests/test_names.py checks that each one does.
+A registry (losses, penalties, augmentations, networks, metrics, strategies, precisions, datasets)
+must accept exactly the names listed here; tests/test_names.py checks that each one does.
 """
 
 #: `--loss` (kgan.losses).
 LOSSES = ("minimax", "non_saturating", "wasserstein", "least_squares", "hinge", "minkowski")
+#: The gradient penalties (kgan.penalties; `gp` is accepted for gradient_penalty). The command
+#: line sets them by weight: `--gp`, `--r1`.
+PENALTIES = ("gradient_penalty", "r1")
 #: `--minkowski-activation` (kgan.losses.Minkowski).
 MINKOWSKI_ACTIVATIONS = ("sigmoid", "linear")
 #: The 2-D Gaussian mixtures (PacGAN / VEEGAN protocol; kgan.data.mixtures).
 MIXTURES = ("ring8", "grid25")
+#: Datasets with mode metrics (`--metrics modes`; kgan.metrics.modes).
+MODE_DATASETS = (*MIXTURES, "stacked_digits")
 #: `--dataset`, besides folder:PATH (kgan.data).
 DATASETS = ("digits", "stacked_digits", *MIXTURES, "mnist", "fashion_mnist", "cifar10", "svhn_cropped", "celeb_a")
 #: Datasets with one class label per example (conditional GANs), and their number of classes.

@@ -4,6 +4,9 @@ A penalty is called inside the discriminator's outer tape, so its value (which d
 input gradients of D) is itself differentiated with respect to D's weights: a second-order
 gradient. Every penalty returns a PER-EXAMPLE tensor of shape [B], already multiplied by its
 weight; the model adds it to the discriminator loss before the replica-aware reduction.
+
+Penalties are looked up by name (`kgan.names.PENALTIES`; `gp` is short for `gradient_penalty`)
+in `PENALTY_REGISTRY`, a `kgan.registry.Registry`; the classes are Keras-serialisable.
 """
 
 import keras
@@ -11,6 +14,7 @@ import tensorflow as tf
 from keras import ops
 
 from kgan import distribute, seeds
+from kgan.registry import Configurable, Registry
 
 
 def _squared_input_gradient_norm(discriminator, inputs, training):
@@ -22,7 +26,7 @@ def _squared_input_gradient_norm(discriminator, inputs, training):
     return ops.sum(ops.square(gradients), axis=list(range(1, len(gradients.shape))))
 
 
-class Penalty:
+class Penalty(Configurable):
     """Base class: `penalty(discriminator, real, fake, training=True) -> Tensor[B]`."""
 
     #: Whether the penalty uses the generated batch (a conditional GAN then generates the
@@ -32,18 +36,12 @@ class Penalty:
     def __call__(self, discriminator, real, fake, training=True):
         raise NotImplementedError
 
-    def get_config(self):
-        return {}
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
+#: The penalties by name (`kgan.names.PENALTIES`) and class name.
+PENALTY_REGISTRY = Registry("penalty", base=Penalty, keras_saving=True)
 
 
+@PENALTY_REGISTRY.register("gradient_penalty", aliases=("gp",))
 @keras.saving.register_keras_serializable(package="kgan")
 class GradientPenalty(Penalty):
     """WGAN-GP: weight * (||grad D(x_hat)|| / target - 1)^2 on random interpolates.
@@ -107,6 +105,7 @@ class GradientPenalty(Penalty):
         }
 
 
+@PENALTY_REGISTRY.register("r1")
 @keras.saving.register_keras_serializable(package="kgan")
 class R1(Penalty):
     """R1 regulariser: gamma / 2 * ||grad D(x)||^2 on REAL data.
@@ -133,30 +132,16 @@ class R1(Penalty):
         return {"gamma": self.gamma}
 
 
-ALL_OBJECTS_DICT = {
-    "GradientPenalty": GradientPenalty,
-    "gradient_penalty": GradientPenalty,
-    "gp": GradientPenalty,
-    "R1": R1,
-    "r1": R1,
-}
-
-
 def get(identifier):
-    """Returns a `Penalty` (or None) from None, a name, a config dict, or an instance."""
-    if identifier is None or isinstance(identifier, Penalty):
-        return identifier
-    if isinstance(identifier, dict):
-        cls = ALL_OBJECTS_DICT.get(identifier.get("class_name"))
-        if cls is not None:
-            return cls.from_config(identifier.get("config", {}))
-    if isinstance(identifier, str) and identifier in ALL_OBJECTS_DICT:
-        return ALL_OBJECTS_DICT[identifier]()
-    raise ValueError(f"Could not interpret penalty identifier: {identifier!r}")
+    """Returns a `Penalty` (or None) from None, a name, a config dict, a `Penalty` class or an
+    instance.
+
+    Raises:
+        ValueError: if the identifier is none of these.
+    """
+    return PENALTY_REGISTRY.get(identifier, allow_none=True)
 
 
 def serialize(penalty):
-    return None if penalty is None else {
-        "class_name": type(penalty).__name__,
-        "config": penalty.get_config(),
-    }
+    """The `keras.saving` config dict of a `Penalty`, or None for None."""
+    return PENALTY_REGISTRY.serialize(penalty)

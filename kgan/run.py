@@ -46,8 +46,8 @@ from kgan.networks import progressive as progressive_networks
 
 def make_loss(config):
     """The `Loss` a config asks for. Raises UsageError for impossible combinations."""
-    if config.loss not in losses.NAMES:
-        raise UsageError(f"unknown loss {config.loss!r}: choose one of {', '.join(losses.NAMES)}")
+    if config.loss not in kgan.names.LOSSES:
+        raise UsageError(f"unknown loss {config.loss!r}: choose one of {', '.join(kgan.names.LOSSES)}")
     cls = losses.get(config.loss).__class__
     kwargs = {}
     if config.label_smoothing:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kgan import losses
+from kgan import losses, names
 
 REAL = np.array([0.0, 2.0, -1.0, 0.5, -3.0], dtype="float32")
 FAKE = np.array([0.0, -3.0, 1.5, -0.2, 4.0], dtype="float32")
@@ -128,7 +128,7 @@ def test_minkowski_p2_linear_is_least_squares():
     np.testing.assert_allclose(value(mink.generator_loss(FAKE)), value(lsq.generator_loss(FAKE)), rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", losses.NAMES)
+@pytest.mark.parametrize("name", names.LOSSES)
 def test_extreme_logits_are_finite_with_finite_gradients(name):
     loss = losses.get(name)
     real = tf.Variable([100.0, -100.0, 0.0])
@@ -161,7 +161,7 @@ def test_get_and_config_round_trip():
     assert (loss.p, loss.activation) == (2.0, "linear")
     assert losses.deserialize(losses.serialize(loss)) == loss
     assert losses.get(loss) is loss
-    for name in losses.NAMES:
+    for name in names.LOSSES:
         instance = losses.get(name)
         assert type(instance).from_config(instance.get_config()) == instance
     with pytest.raises(ValueError, match="Could not interpret loss identifier"):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kgan import distribute, gan, losses, networks, penalties
+from kgan import distribute, gan, names, networks, penalties
 
 IMAGES = np.random.default_rng(0).uniform(-1, 1, (16, 8, 8, 1)).astype("float32")
 
@@ -34,7 +34,7 @@ def _one_step(loss, penalty, loss_scale=False):
 
 
 @pytest.mark.parametrize("penalty", [None, "gp"])
-@pytest.mark.parametrize("loss", losses.NAMES)
+@pytest.mark.parametrize("loss", names.LOSSES)
 def test_one_mixed_bfloat16_step_is_finite(policy, loss, penalty):
     policy("mixed_bfloat16")
     model, history = _one_step(loss, penalty)

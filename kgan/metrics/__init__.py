@@ -21,7 +21,7 @@ print(metrics.kernel_inception_distance(real, fake), metrics.precision_recall(re
 ```
 """
 
-import importlib
+from kgan import lazy_getattr
 
 # Eager (NumPy only): the function and its submodule share the name, and a lazy load of the
 # submodule would rebind the package attribute to the module.
@@ -103,9 +103,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"kgan.metrics.{name}")
-    if name in _NAMES:
-        return getattr(importlib.import_module(f"kgan.metrics.{_NAMES[name]}"), name)
-    raise AttributeError(f"module 'kgan.metrics' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _SUBMODULES, _NAMES)

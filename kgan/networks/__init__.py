@@ -7,6 +7,7 @@ Every discriminator has a `keras.layers.Identity` layer named `features` whose o
 penultimate feature vector [B, F] (what feature matching compares).
 """
 
+from kgan.names import ARCHS
 from kgan.networks import dcgan, resnet
 from kgan.networks.dcgan import dcgan_discriminator, dcgan_generator
 from kgan.networks.layers import (
@@ -20,8 +21,6 @@ from kgan.networks.layers import (
 )
 from kgan.networks.mlp import mlp_discriminator, mlp_generator
 from kgan.networks.resnet import resnet_discriminator, resnet_generator
-
-ARCHS = ("dcgan", "resnet")
 
 
 def _check_arch(arch):
