@@ -413,10 +413,6 @@ class Minkowski(Loss):
         }
 
 
-#: The loss names; tests/test_gan.py still reads them here. Use `kgan.names.LOSSES`.
-NAMES = names.LOSSES
-
-
 def serialize(loss):
     """The `keras.saving` config dict of a `Loss`."""
     return LOSS_REGISTRY.serialize(loss)

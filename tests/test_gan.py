@@ -1,12 +1,27 @@
-"""GAN.train_step: every loss x penalty x clipping combination, learning, and the model API."""
+"""GAN.train_step: every loss x penalty x clipping combination, learning, the model API, and the
+step with its techniques on: neutral options give the plain step bit for bit, 2 replicas equal
+1, penalties see what D is trained on, random streams, the saved-weights layout.
 
+The techniques themselves (kgan/techniques.py) are tested in tests/test_techniques.py. The
+2-replica equivalence of the options runs in ONE subprocess (`python -m tests.test_gan`), as in
+tests/test_distribute.py.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import h5py
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from kgan import gan, losses, networks, penalties, seeds
+from kgan import checkpoint, gan, losses, names, networks, penalties, seeds
+from kgan.augment import AdaptiveAugment, Augment
 from kgan.networks import mlp_discriminator, mlp_generator
+from tests.gan_helpers import IMAGES, LABELS, POINTS, ROOT, assert_bit_equal, image_gan, mlp_pair, weights
 
 
 def tiny_gan(loss="non_saturating", penalty=None, clip=None, d_steps=1, instance_noise=0.0, lr=1e-3):
@@ -17,12 +32,11 @@ def tiny_gan(loss="non_saturating", penalty=None, clip=None, d_steps=1, instance
     return model
 
 
-IMAGES = np.random.default_rng(0).uniform(-1, 1, (32, 8, 8, 1)).astype("float32")
 
 
 @pytest.mark.parametrize("clip", [None, 0.01])
 @pytest.mark.parametrize("penalty", [None, "gp"])
-@pytest.mark.parametrize("loss", losses.NAMES)
+@pytest.mark.parametrize("loss", names.LOSSES)
 def test_one_fit_step_for_every_combination(loss, penalty, clip):
     model = tiny_gan(loss, penalties.GradientPenalty(10.0, seed=0) if penalty else None, clip)
     d_before = [v.numpy().copy() for v in model.discriminator.trainable_variables]
@@ -103,14 +117,6 @@ def test_d_steps_updates_d_k_times_on_distinct_batches_per_g_update():
         np.testing.assert_array_equal(real.numpy(), IMAGES[k::4])
 
 
-def test_instance_noise_has_the_requested_std():
-    model = tiny_gan(instance_noise=0.3)
-    noisy = model._perturb(tf.zeros((4000, 8, 8, 1))).numpy()
-    assert abs(noisy.std() - 0.3) < 0.005 and abs(noisy.mean()) < 0.005
-    assert tiny_gan()._perturb(tf.ones((2, 8, 8, 1))) is not None
-    np.testing.assert_array_equal(tiny_gan()._perturb(tf.ones((2, 8, 8, 1))).numpy(), 1.0)
-
-
 def test_generate_is_seeded_and_call_runs_the_generator():
     model = tiny_gan()
     a, b, c = model.generate(10, seed=1), model.generate(10, seed=1), model.generate(10, seed=2)
@@ -182,3 +188,270 @@ def test_each_loss_learns_a_1d_gaussian(loss):
     samples = model.generate(5000, seed=1)
     assert abs(samples.mean() - TARGET_MEAN) < 0.35, samples.mean()
     assert abs(samples.std() - TARGET_STD) < 0.2, samples.std()
+
+
+# ---- neutral settings are the plain step bit for bit ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plain_weights():
+    model = image_gan(penalty=penalties.GradientPenalty(5.0, seed=1), instance_noise=0.1, d_steps=2)
+    model.fit(IMAGES, batch_size=16, epochs=2, verbose=0, shuffle=False)
+    return weights(model)
+
+
+@pytest.mark.parametrize("options", [
+    {"clip_grad_norm": 2.0**30},  # factor clip * min(1 / norm, 1 / clip) = 1 exactly
+    {"unroll": 0, "ema": None, "feature_matching": 0.0, "historical_averaging": 0.0},
+    {"augment": "p0"},
+], ids=["huge_clip", "explicit_off", "augment_p0"])
+def test_neutral_options_give_the_plain_step_bit_for_bit(plain_weights, options):
+    if options.get("augment") == "p0":
+        options = {"augment": Augment("color,translation,cutout", p=0.0, seed=3)}
+    model = image_gan(penalty=penalties.GradientPenalty(5.0, seed=1), instance_noise=0.1, d_steps=2, **options)
+    history = model.fit(IMAGES, batch_size=16, epochs=2, verbose=0, shuffle=False).history
+    assert_bit_equal(plain_weights, weights(model))
+    if "augment" in options:
+        assert history["augment_p"] == [0.0, 0.0]
+
+
+# ---- configuration --------------------------------------------------------------------------
+
+
+def test_get_config_round_trips_the_options():
+    model = image_gan(num_classes=10, ema=0.99, ema_start=5, feature_matching=0.5, unroll=2, clip_grad_norm=3.0,
+                      augment=AdaptiveAugment("translation", p=0.1, target=0.7, seed=2))
+    clone = gan.GAN.from_config(model.get_config())
+    for name in ("num_classes", "ema", "ema_start", "feature_matching", "unroll", "clip_grad_norm",
+                 "historical_averaging"):
+        assert getattr(clone, name) == getattr(model, name), name
+    assert isinstance(clone.augment, AdaptiveAugment) and clone.augment.get_config() == model.augment.get_config()
+    assert [w.shape for w in clone.ema_generator.weights] == [w.shape for w in model.generator.weights]
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
+    assert restored.ema == 0.99 and restored.augment.target == 0.7
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"ema": 1.0}, "ema must be"), ({"ema_start": -1}, "ema_start"), ({"feature_matching": -1}, "feature_matching"),
+    ({"unroll": -1}, "unroll"), ({"clip_grad_norm": 0}, "clip_grad_norm"), ({"num_classes": 0}, "num_classes"),
+    ({"historical_averaging": -1}, "historical_averaging"),
+])
+def test_bad_options(bad, match):
+    generator, discriminator = mlp_pair()
+    with pytest.raises(ValueError, match=match):
+        gan.GAN(generator, discriminator, **bad)
+
+
+# ---- random streams, penalties and the step ---------------------------------------------------
+
+
+def test_random_streams_of_one_run_are_distinct_and_resume_restores_them(tmp_path):
+    """Latent noise, fake labels, instance noise, the GP's alpha and the augmentation each draw
+    from their own seed (kgan.seeds): their first uniforms all differ (the landed code seeded the
+    GP and the augmentation alike, [seed, 0], so alpha repeated augment's draws); a checkpoint
+    stores and restores every stream."""
+    model = image_gan(penalty=penalties.GradientPenalty(1.0, seed=0), num_classes=10, instance_noise=0.1,
+                      augment=Augment("color", p=0.5, seed=0))
+    generators = checkpoint.seed_generators(model)
+    assert set(generators) == {"noise", "labels", "instance_noise", "penalty", "augment"}
+    firsts = {}
+    for name, generator in generators.items():
+        fresh = keras.random.SeedGenerator(0)
+        fresh.state.assign(generator.state)
+        firsts[name] = np.asarray(keras.random.uniform((16,), seed=fresh))
+    names = sorted(firsts)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert not np.allclose(firsts[a], firsts[b]), (a, b)
+    assert seeds.stream_seed(0, "penalty") != seeds.stream_seed(0, "augment") != seeds.stream_seed(0, "latent")
+    assert seeds.stream_seed(0, "latent") == int(np.random.SeedSequence(0).spawn(5)[0].generate_state(1)[0])
+
+    model.train_step((tf.constant(IMAGES), tf.constant(LABELS)))
+    store = checkpoint.Checkpoints(str(tmp_path))
+    path = store.save(model, epoch=1)
+    states = {name: g.state.numpy().copy() for name, g in generators.items()}
+    other = image_gan(penalty=penalties.GradientPenalty(1.0, seed=0), num_classes=10, instance_noise=0.1,
+                      augment=Augment("color", p=0.5, seed=0))
+    store.restore(other, path)
+    for name, generator in checkpoint.seed_generators(other).items():
+        np.testing.assert_array_equal(generator.state.numpy(), states[name], err_msg=name)
+
+
+class SpyPenalty(penalties.GradientPenalty):
+    """A gradient penalty recording the (real, fake) batches it is given."""
+
+    def __init__(self, **kwargs):
+        super().__init__(1.0, seed=0, **kwargs)
+        self.seen = []
+
+    def __call__(self, discriminator, real, fake, training=True, alpha=None):
+        self.seen.append((np.array(real), np.array(fake)))
+        return super().__call__(discriminator, real, fake, training=training, alpha=alpha)
+
+
+def test_conditional_gradient_penalty_fakes_have_the_real_labels():
+    """The penalty's fakes are G(z, real labels), z the update's latents: each interpolate mixes a
+    real image with a fake of ITS class (the landed code used the fakes of random labels)."""
+    spy = SpyPenalty()
+    model = image_gan(lr=0.0, num_classes=10, penalty=spy, optimizer=keras.optimizers.SGD)
+    rng = np.random.default_rng(3)
+    for variable in model.generator.trainable_variables:  # class embeddings away from their init
+        variable.assign(variable.numpy() + rng.normal(0.0, 0.2, variable.shape).astype("float32"))
+    model.train_step((tf.constant(IMAGES[:16]), tf.constant(LABELS[:16])))
+    (real, fake), = spy.seen
+    z = keras.random.normal((16, 16), seed=seeds.seed_generator(0, "latent"))
+    np.testing.assert_array_equal(real, IMAGES[:16])
+    expected = model.generator([z, tf.constant(LABELS[:16])], training=True).numpy()
+    np.testing.assert_allclose(fake, expected, rtol=1e-5, atol=1e-6)
+    fake_labels = keras.random.randint((16,), 0, 10, seed=seeds.seed_generator(0, "labels"), dtype="int32")
+    other = model.generator([z, fake_labels], training=True).numpy()
+    assert np.abs(fake - other).max() > 1e-3
+
+
+def test_penalty_sees_the_noisy_inputs_d_is_trained_on():
+    """D(x) = |x|^2 / 2 (+ a zero Dense): R1 = gamma/2 |x + n|^2 with n the THIRD draw of the
+    instance-noise stream (after the real and fake batches' noise), not gamma/2 |x|^2."""
+    keras.utils.set_random_seed(0)
+    generator, _ = mlp_pair()
+    x = keras.Input((2,))
+    square = keras.layers.Lambda(lambda v: 0.5 * keras.ops.sum(keras.ops.square(v), axis=-1, keepdims=True))(x)
+    discriminator = keras.Model(x, keras.layers.Add()([keras.layers.Dense(1, kernel_initializer="zeros")(x), square]))
+    model = gan.GAN(generator, discriminator, seed=0, instance_noise=2.0)
+    model.compile(keras.optimizers.SGD(0.0), keras.optimizers.SGD(0.0), loss="hinge", penalty=penalties.R1(3.0))
+    model.train_step(tf.constant(POINTS))
+    stream = seeds.seed_generator(0, "instance_noise")
+    draws = [np.asarray(keras.random.normal((16, 2), stddev=2.0, seed=stream)) for _ in range(3)]
+    noisy = 1.5 * np.mean(np.sum((POINTS + draws[2]) ** 2, axis=1))
+    clean = 1.5 * np.mean(np.sum(POINTS**2, axis=1))
+    np.testing.assert_allclose(float(model.penalty_tracker.result()), noisy, rtol=1e-5)
+    assert abs(noisy - clean) > 1.0
+
+
+# ---- 2 replicas == 1 replica, with the options on --------------------------------------------
+
+# name -> GAN options; "mlp" cases train the batch-norm-free MLP pair on points, the others a
+# conditional DCGAN pair (class-conditional, synchronised batch norm in G) on 8x8 images.
+REPLICA_CASES = {
+    "mlp_fm_clip_ema": {"feature_matching": 1.0, "clip_grad_norm": 5e-4, "ema": 0.9, "ema_start": 1, "d_steps": 2,
+                        "historical_averaging": 0.1, "unroll": 2},
+    "conditional_augment": {"num_classes": 10, "augment": "ada", "feature_matching": 0.5, "clip_grad_norm": 0.5,
+                            "ema": 0.5},
+}
+REPLICA_STEPS, REPLICA_BATCH = 3, 8
+
+
+def _train_case(strategy, case):
+    """Trains `case` for REPLICA_STEPS steps under `strategy`: (all weights, history, largest change of
+    a G or D weight)."""
+    from kgan import distribute
+
+    options = dict(REPLICA_CASES[case])
+    d_steps = options.get("d_steps", 1)
+    rng = np.random.default_rng(0)
+    n = REPLICA_STEPS * REPLICA_BATCH * d_steps
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        if case.startswith("mlp"):
+            data = rng.uniform(-1, 1, (n, 2)).astype("float32")
+            generator, discriminator = mlp_pair(latent=4, dim=2)
+        else:
+            data = (rng.uniform(-1, 1, (n, 8, 8, 1)).astype("float32"), rng.integers(0, 10, n).astype("int32"))
+            generator, discriminator = networks.build((8, 8, 1), 8, batch_norm=False, num_classes=10)
+            distribute.synchronize_batch_norm(generator)
+        if options.get("augment") == "ada":  # p moves by 0.08 per update
+            options["augment"] = AdaptiveAugment("color,translation,cutout", p=0.5, target=-1.0, interval=1,
+                                                 speed_kimg=0.1, seed=3)
+        model = gan.GAN(generator, discriminator, seed=0, track_gradient_norms=True, **options)
+        model.compile(keras.optimizers.Adam(1e-2), keras.optimizers.Adam(1e-2), loss="non_saturating")
+    rng = np.random.default_rng(1)  # the same initial weights for both runs
+    for v in model.generator.trainable_weights + model.discriminator.trainable_weights:
+        v.assign(rng.normal(0, 0.1, v.shape).astype(v.dtype))
+    if "ema" in options:
+        model.ema_generator.set_weights(model.generator.get_weights())
+    networks_weights = model.generator.weights + model.discriminator.weights
+    start = [np.array(v.numpy()) for v in networks_weights]
+    batches = tf.data.Dataset.from_tensor_slices(data).batch(REPLICA_BATCH * d_steps, drop_remainder=True)
+    history = model.fit(batches, epochs=1, verbose=0, shuffle=False).history
+    final = [np.array(v.numpy()) for v in model.weights]
+    change = max(float(np.abs(v.numpy() - a).max()) for v, a in zip(networks_weights, start, strict=True))
+    return final, {k: float(v[-1]) for k, v in history.items()}, change
+
+
+def compare_replicas(cases):
+    """Runs `cases` on 1 and on 2 replicas: {case: {max_abs_diff, change, one, two, replicas}}."""
+    from kgan import distribute
+
+    two = distribute.get_strategy("mirrored", devices=2)  # before TF initialises its devices
+    results = {}
+    for case in cases:
+        w1, h1, change = _train_case(tf.distribute.get_strategy(), case)
+        w2, h2, _ = _train_case(two, case)
+        results[case] = {
+            "replicas": two.num_replicas_in_sync, "change": change, "one": h1, "two": h2,
+            "max_abs_diff": max(float(np.abs(a - b).max()) for a, b in zip(w1, w2, strict=True)),
+        }
+    return results
+
+
+@pytest.fixture(scope="module")
+def replica_equivalence():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run([sys.executable, "-m", "tests.test_gan", *REPLICA_CASES], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(REPLICA_CASES))
+def test_two_replicas_equal_one_replica_with_the_options(replica_equivalence, case):
+    """Weights (G, D, EMA copy, ADA p) and logged values (losses, feature matching, gradient norms
+    before clipping, augment_p) agree between 1 and 2 replicas with the same global batch."""
+    result = replica_equivalence[case]
+    assert result["replicas"] == 2
+    assert result["max_abs_diff"] < 1e-5, result
+    assert result["change"] > 1e-3, result
+    assert result["one"]["g_grad_norm"] > REPLICA_CASES[case]["clip_grad_norm"]  # clipping was active
+    assert set(result["one"]) == set(result["two"])
+    for name, value in result["one"].items():
+        np.testing.assert_allclose(result["two"][name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+
+# ---- the saved-weights layout: checkpoints of earlier runs must still load ---------------------
+
+_G_LAYERS = ["conditional_batch_normalization/batch_norm/vars/0", "conditional_batch_normalization/batch_norm/vars/1",
+             "conditional_batch_normalization/beta/vars/0", "conditional_batch_normalization/gamma/vars/0",
+             "conv2d_transpose/vars/0", "conv2d_transpose/vars/1", "dense/vars/0"]
+#: `save_weights` keys of a GAN with every technique on, as written by main at 8307bad (before
+#: the techniques became objects): the techniques' state stays under the GAN's attributes.
+EXPECTED_WEIGHT_KEYS = sorted(
+    [f"augment/vars/{i}" for i in range(5)]
+    + [f"{player}_historical/vars/{i}" for player in "dg" for i in range(6)]
+    + [f"{player}_optimizer/vars/{i}" for player in "dg" for i in range(12)]
+    + ["optimizer/vars/0", "optimizer/vars/1"]
+    + [f"{network}/layers/{key}" for network in ("generator", "ema_generator") for key in _G_LAYERS]
+    + [f"discriminator/layers/{key}" for key in ("conv2d/vars/0", "conv2d/vars/1", "dense/vars/0", "dense_1/vars/0",
+                                                 "dense_1/vars/1")]
+)
+
+
+def test_saved_weights_keep_their_layout_with_every_technique_on(tmp_path):
+    keras.utils.set_random_seed(0)
+    generator, discriminator = networks.build((8, 8, 1), 4, num_classes=3)
+    model = gan.GAN(generator, discriminator, seed=0, num_classes=3, ema=0.9, historical_averaging=0.1,
+                    augment=AdaptiveAugment("translation", seed=0), feature_matching=0.5, unroll=1, clip_grad_norm=1.0,
+                    instance_noise=0.1)
+    model.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3),
+                  penalty=penalties.GradientPenalty(1.0, seed=0))
+    assert [t.name for t in model.techniques] == ["conditional", "augment", "instance_noise", "feature_matching",
+                                                  "ema", "unroll", "historical_averaging", "clip_grad_norm"]
+    model.save_weights(tmp_path / "gan.weights.h5")
+    keys = []
+    with h5py.File(tmp_path / "gan.weights.h5", "r") as f:
+        f.visititems(lambda key, item: keys.append(key) if isinstance(item, h5py.Dataset) else None)
+    assert sorted(keys) == EXPECTED_WEIGHT_KEYS
+
+
+if __name__ == "__main__":
+    print(json.dumps(compare_replicas(sys.argv[1:] or list(REPLICA_CASES))))
