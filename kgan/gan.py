@@ -32,7 +32,6 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from kgan import augment as augment_lib
 from kgan import constraints, distribute, losses, penalties, seeds, techniques
 from kgan.techniques import feature_network  # noqa: F401  (kgan.gan.feature_network, as before)
 
@@ -108,6 +107,8 @@ class GAN(keras.Model):
             discriminator's and generator's gradients (before clipping; mean over the epoch's
             updates), to the history and TensorBoard: the diagnostic of the Minkowski paper's
             Figure 1.
+        **kwargs: the techniques' options (`kgan.techniques.OPTIONS`, each declared by its
+            technique; neutral by default), then `keras.Model`'s (e.g. `name`):
         num_classes: None, or the number of classes (int >= 1) of a conditional GAN.
         ema: None, or the EMA decay in [0, 1) (e.g. 0.999).
         ema_start: generator updates before averaging starts (int >= 0).
@@ -132,27 +133,9 @@ class GAN(keras.Model):
         images = gan.generate(16, seed=0)   # from the averaged generator
     """
 
-    def __init__(
-        self,
-        generator,
-        discriminator,
-        latent_dim=None,
-        d_steps=1,
-        instance_noise=0.0,
-        seed=None,
-        track_gradient_norms=False,
-        num_classes=None,
-        ema=None,
-        ema_start=0,
-        feature_matching=0.0,
-        augment=None,
-        unroll=0,
-        clip_grad_norm=None,
-        historical_averaging=0.0,
-        unroll_optimizer="discriminator",
-        unroll_lr=None,
-        **kwargs,
-    ):
+    def __init__(self, generator, discriminator, latent_dim=None, d_steps=1, seed=None, track_gradient_norms=False,
+                 **kwargs):
+        options = techniques.options_from(kwargs)  # the techniques' options; the rest is keras.Model's
         super().__init__(**kwargs)
         if latent_dim is None:
             shape = generator.input_shape
@@ -171,24 +154,11 @@ class GAN(keras.Model):
         self.track_gradient_norms = bool(track_gradient_norms)
         self.d_grad_norm_tracker = keras.metrics.Mean(name="d_grad_norm")
         self.g_grad_norm_tracker = keras.metrics.Mean(name="g_grad_norm")
-        # The techniques' options, as given (`get_config`); the techniques themselves below.
-        self.instance_noise = float(instance_noise)
-        self.num_classes = None if num_classes is None else int(num_classes)
-        self.ema = None if ema is None else float(ema)
-        self.ema_start = int(ema_start)
-        self.feature_matching = float(feature_matching)
-        self.augment = augment_lib.get(augment)
-        self.unroll = int(unroll)
-        self.unroll_optimizer = unroll_optimizer
-        self.unroll_lr = None if unroll_lr is None else float(unroll_lr)
-        self.clip_grad_norm = None if clip_grad_norm is None else float(clip_grad_norm)
-        self.historical_averaging = float(historical_averaging)
-        self.techniques = techniques.build(
-            generator, discriminator, seed=seed, num_classes=num_classes, augment=self.augment,
-            instance_noise=instance_noise, feature_matching=feature_matching, ema=ema, ema_start=ema_start,
-            unroll=unroll, unroll_optimizer=unroll_optimizer, unroll_lr=unroll_lr,
-            historical_averaging=historical_averaging, clip_grad_norm=clip_grad_norm,
-        )
+        # The techniques' options, as given (`get_config`; e.g. `gan.ema`); the techniques below.
+        self._options = options
+        for name, value in options.items():
+            setattr(self, name, value)
+        self.techniques = techniques.build(generator, discriminator, seed=seed, **options)
         for technique in self.techniques:  # their Keras state, saved under these attribute names
             for name, value in technique.tracked().items():
                 setattr(self, name, value)
@@ -522,19 +492,9 @@ class GAN(keras.Model):
             "discriminator": keras.saving.serialize_keras_object(self.discriminator),
             "latent_dim": self.latent_dim,
             "d_steps": self.d_steps,
-            "instance_noise": self.instance_noise,
             "seed": self.seed,
             "track_gradient_norms": self.track_gradient_norms,
-            "num_classes": self.num_classes,
-            "ema": self.ema,
-            "ema_start": self.ema_start,
-            "feature_matching": self.feature_matching,
-            "augment": augment_lib.serialize(self.augment),
-            "unroll": self.unroll,
-            "unroll_optimizer": self.unroll_optimizer,
-            "unroll_lr": self.unroll_lr,
-            "clip_grad_norm": self.clip_grad_norm,
-            "historical_averaging": self.historical_averaging,
+            **techniques.serialize_options(self._options),
             "name": self.name,
         }
 
@@ -543,6 +503,4 @@ class GAN(keras.Model):
         config = dict(config)
         config["generator"] = keras.saving.deserialize_keras_object(config["generator"])
         config["discriminator"] = keras.saving.deserialize_keras_object(config["discriminator"])
-        if config.get("augment") is not None:
-            config["augment"] = augment_lib.get(config["augment"])
-        return cls(**config)
+        return cls(**config)  # a serialised `augment` is deserialised by its Option

@@ -41,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from kgan import augment as augment_lib
 from kgan import distribute, regularizers, seeds, unrolled
 from kgan.networks import layers as networks_layers
 
@@ -72,11 +73,28 @@ class Update:
         return getattr(self.gan, self.player)
 
 
+def _optional(kind):
+    """A converter that keeps None and converts anything else with `kind`."""
+    return lambda value: None if value is None else kind(value)
+
+
+class Option:
+    """One `GAN(...)` keyword argument a technique reads: its neutral default, the conversion
+    of a given value (what `GAN` stores and `get_config` returns) and, for objects, how the
+    config serialises it."""
+
+    def __init__(self, default, convert=None, serialize=None):
+        self.default = default
+        self.convert = convert or (lambda value: value)
+        self.serialize = serialize or (lambda value: value)
+
+
 class Technique:
     """An optional part of the train step: every hook does nothing; subclasses override some.
 
     Attributes:
         name: the technique's name (`GAN.technique(name)` finds it).
+        options: {`GAN` keyword argument: `Option`} this technique reads (`from_options`).
         transforms_inputs: True if `transform` changes D's inputs (a gradient penalty then
             differentiates `D(transform(x))` rather than D itself).
         needs_global_gradient: True if `transform_gradients` needs the GLOBAL gradient and
@@ -84,8 +102,15 @@ class Technique:
     """
 
     name = None
+    options = {}
     transforms_inputs = False
     needs_global_gradient = False
+
+    @classmethod
+    def from_options(cls, options, generator, discriminator, seed):
+        """The technique `options` (every GAN option, converted) ask for, or None when they
+        leave it off. Raises ValueError for an invalid option."""
+        raise NotImplementedError
 
     def tracked(self):
         """{GAN attribute name: Keras object} the GAN holds (and so saves) for this technique."""
@@ -200,6 +225,12 @@ class ConditionalLabels(Technique):
 
     name = "conditional"
 
+    options = {"num_classes": Option(None, _optional(int))}
+
+    @classmethod
+    def from_options(cls, options, generator, discriminator, seed):
+        return None if options["num_classes"] is None else cls(options["num_classes"], seed)
+
     def __init__(self, num_classes, seed=None):
         if isinstance(num_classes, bool) or int(num_classes) < 1:
             raise ValueError(f"num_classes must be None or an int >= 1; got {num_classes!r}")
@@ -259,6 +290,12 @@ class Augmentation(Technique):
     name = "augment"
     transforms_inputs = True
 
+    options = {"augment": Option(None, lambda value: augment_lib.get(value), lambda value: augment_lib.serialize(value))}
+
+    @classmethod
+    def from_options(cls, options, generator, discriminator, seed):
+        return None if options["augment"] is None else cls(options["augment"])
+
     def __init__(self, augment):
         self.augment = augment
 
@@ -298,6 +335,14 @@ class InstanceNoise(Technique):
     """
 
     name = "instance_noise"
+
+    options = {"instance_noise": Option(0.0, float)}
+
+    @classmethod
+    def from_options(cls, options, generator, discriminator, seed):
+        if options["instance_noise"] < 0:
+            raise ValueError(f"instance_noise must be >= 0; got {options['instance_noise']}")
+        return cls(options["instance_noise"], seed) if options["instance_noise"] else None
     transforms_inputs = True
 
     def __init__(self, stddev, seed=None):
@@ -355,6 +400,15 @@ class FeatureMatching(Technique):
 
     name = "feature_matching"
 
+    options = {"feature_matching": Option(0.0, float)}
+
+    @classmethod
+    def from_options(cls, options, generator, discriminator, seed):
+        weight = options["feature_matching"]
+        if weight < 0:
+            raise ValueError(f"feature_matching must be >= 0; got {weight}")
+        return cls(weight, discriminator) if weight else None
+
     def __init__(self, weight, discriminator):
         if not weight > 0:
             raise ValueError(f"feature_matching must be >= 0; got {weight}")
@@ -407,6 +461,13 @@ class ExponentialMovingAverage(Technique):
     """
 
     name = "ema"
+
+    options = {"ema": Option(None, _optional(float)), "ema_start": Option(0, int)}
+
+    @classmethod
+    def from_options(cls, options, generator, discriminator, seed):
+        check_ema_start(options["ema_start"])  # with or without ema, as always
+        return None if options["ema"] is None else cls(generator, options["ema"], options["ema_start"])
 
     def __init__(self, generator, decay, start=0):
         check_ema_start(start)
@@ -471,6 +532,18 @@ class Unrolling(Technique):
 
     name = "unroll"
 
+    options = {"unroll": Option(0, int), "unroll_optimizer": Option("discriminator"),
+               "unroll_lr": Option(None, _optional(float))}
+
+    @classmethod
+    def from_options(cls, options, generator, discriminator, seed):
+        check_unroll_optimizer(options["unroll_optimizer"], options["unroll_lr"])
+        if options["unroll"] < 0:
+            raise ValueError(f"unroll must be >= 0; got {options['unroll']}")
+        if not options["unroll"]:
+            return None
+        return cls(options["unroll"], options["unroll_optimizer"], options["unroll_lr"])
+
     def __init__(self, steps, optimizer="discriminator", learning_rate=None):
         check_unroll_optimizer(optimizer, learning_rate)
         if not int(steps) >= 1:
@@ -529,6 +602,15 @@ class HistoricalAveraging(Technique):
 
     name = "historical_averaging"
 
+    options = {"historical_averaging": Option(0.0, float)}
+
+    @classmethod
+    def from_options(cls, options, generator, discriminator, seed):
+        weight = options["historical_averaging"]
+        if weight < 0:
+            raise ValueError(f"historical_averaging must be >= 0; got {weight}")
+        return cls(weight, generator, discriminator) if weight else None
+
     def __init__(self, weight, generator, discriminator):
         if not weight > 0:
             raise ValueError(f"historical_averaging must be >= 0; got {weight}")
@@ -562,6 +644,12 @@ class GradientNormClipping(Technique):
     name = "clip_grad_norm"
     needs_global_gradient = True
 
+    options = {"clip_grad_norm": Option(None, _optional(float))}
+
+    @classmethod
+    def from_options(cls, options, generator, discriminator, seed):
+        return None if options["clip_grad_norm"] is None else cls(options["clip_grad_norm"])
+
     def __init__(self, clip):
         if not clip > 0:
             raise ValueError(f"clip_grad_norm must be None or > 0; got {clip}")
@@ -576,35 +664,35 @@ class GradientNormClipping(Technique):
         return gradients
 
 
-def build(generator, discriminator, seed=None, num_classes=None, augment=None, instance_noise=0.0,
-          feature_matching=0.0, ema=None, ema_start=0, unroll=0, unroll_optimizer="discriminator",
-          unroll_lr=None, historical_averaging=0.0, clip_grad_norm=None):
-    """The techniques `GAN`'s options ask for, in the order their hooks are called.
+#: Every technique, in the order their hooks are called: labels; augmentation before instance
+#: noise (D's inputs); feature matching before unrolling (G's fake outputs) and before historical
+#: averaging (G's loss terms, summed in this order); EMA at the end of the step.
+TECHNIQUES = (ConditionalLabels, Augmentation, InstanceNoise, FeatureMatching, ExponentialMovingAverage,
+              Unrolling, HistoricalAveraging, GradientNormClipping)
+#: {GAN keyword argument: `Option`} of all techniques.
+OPTIONS = {name: option for technique in TECHNIQUES for name, option in technique.options.items()}
 
-    The arguments are `GAN`'s (see its docstring); neutral values (None, 0) give no technique,
-    so the step is then the plain one. The order: labels; augmentation before instance noise
-    (D's inputs); feature matching before unrolling (G's fake outputs) and before historical
-    averaging (G's loss terms, summed in this order); EMA at the end of the step.
+
+def options_from(kwargs):
+    """Pops every technique option from `kwargs` (GAN's keyword arguments) and returns them all,
+    converted, with the neutral default for those not given."""
+    return {name: option.convert(kwargs.pop(name, option.default)) for name, option in OPTIONS.items()}
+
+
+def serialize_options(options):
+    """The options as `GAN.get_config` returns them (objects serialised)."""
+    return {name: OPTIONS[name].serialize(value) for name, value in options.items()}
+
+
+def build(generator, discriminator, seed=None, **options):
+    """The techniques `GAN`'s options ask for, in the order their hooks are called (`TECHNIQUES`).
+
+    The options are `GAN`'s (see its docstring; `options_from` fills in the rest); neutral values
+    (None, 0) give no technique, so the step is then the plain one.
 
     Raises:
         ValueError: for an invalid option (each technique checks its own).
     """
-    check_ema_start(ema_start)
-    check_unroll_optimizer(unroll_optimizer, unroll_lr)
-    if instance_noise < 0:
-        raise ValueError(f"instance_noise must be >= 0; got {instance_noise}")
-    for name, value in (("feature_matching", feature_matching), ("unroll", unroll),
-                        ("historical_averaging", historical_averaging)):
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0; got {value}")
-    parts = [
-        None if num_classes is None else ConditionalLabels(num_classes, seed),
-        None if augment is None else Augmentation(augment),
-        InstanceNoise(instance_noise, seed) if instance_noise else None,
-        FeatureMatching(feature_matching, discriminator) if feature_matching else None,
-        None if ema is None else ExponentialMovingAverage(generator, ema, ema_start),
-        Unrolling(unroll, unroll_optimizer, unroll_lr) if unroll else None,
-        HistoricalAveraging(historical_averaging, generator, discriminator) if historical_averaging else None,
-        None if clip_grad_norm is None else GradientNormClipping(clip_grad_norm),
-    ]
+    options = options_from(dict(options))
+    parts = [technique.from_options(options, generator, discriminator, seed) for technique in TECHNIQUES]
     return [part for part in parts if part is not None]

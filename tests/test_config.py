@@ -98,10 +98,11 @@ def test_check_fields_accepts_values_inside_the_bounds(fields):
 
 
 def test_the_gan_s_arguments_come_from_the_fields_marked_gan():
+    from kgan import techniques
     from kgan.gan import GAN
 
-    parameters = inspect.signature(GAN.__init__).parameters
-    assert set(TrainConfig.gan_fields()) <= set(parameters)
+    parameters = set(inspect.signature(GAN.__init__).parameters) | set(techniques.OPTIONS)
+    assert set(TrainConfig.gan_fields()) <= parameters
     config = TrainConfig(ema=0.99, ema_start=7, d_steps=3, historical_averaging=0.5, seed=4)
     kwargs = config.gan_kwargs()
     assert (kwargs["ema"], kwargs["ema_start"], kwargs["d_steps"], kwargs["seed"]) == (0.99, 7, 3, 4)
