@@ -380,8 +380,15 @@ def _ray_rows(jobs, address=None, num_cpus=None, gpus_per_run=0):
     started = not ray.is_initialized()
     if started:
         options = {} if address else {"num_cpus": num_cpus}
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-                 **options)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                     **options)
+        except (ConnectionError, RuntimeError) as error:
+            if not address:
+                raise
+            raise UsageError(f"cannot join the Ray cluster at {address} ({_error_line(error)}): is `ray start --head` "
+                             "running there, and, as `ray start` uses token authentication, is RAY_AUTH_MODE=token set "
+                             "here with the cluster's token (~/.ray/auth_token or RAY_AUTH_TOKEN)?") from None
     task = ray.remote(num_cpus=1, num_gpus=gpus_per_run, max_retries=1, retry_exceptions=True)(_ray_row)
     try:
         submitted = time.time()

@@ -1,6 +1,7 @@
 """kgan compare: aggregation maths, resume after a kill, and the quick grid's outputs."""
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -424,3 +425,50 @@ def test_a_ray_row_whose_worker_dies_is_retried_and_one_that_keeps_failing_is_a_
     assert [compare.status(r) for r in lines] in (["ok", "failed", "ok"], ["failed", "ok", "ok"])
     assert [r["key"] for r in compare.current(lines)] == [r["key"] for r in lines[:2]]
     assert "| least_squares |" in (tmp_path / "mixtures-recommended-20steps.md").read_text()
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ray_address_joins_a_cluster_started_with_ray_start(tmp_path):
+    """`ray start --head` (token authentication, Ray's default), then `kgan compare --ray-address`
+    with RAY_AUTH_MODE=token, as the README says; the grid leaves the cluster running."""
+    pytest.importorskip("ray")
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+    head = subprocess.Popen(["ray", "start", "--head", "--block", "--port", str(port), "--num-cpus", "2",
+                             "--include-dashboard=false", "--disable-usage-stats",
+                             "--ray-client-server-port", str(_free_port())],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        for line in head.stdout:
+            if "ray start --address=" in line:
+                address = line.split("--address=")[1].strip().strip("'")
+                break
+        else:
+            pytest.fail("ray start --head did not start")
+        # Without the token: one line naming the fix, exit 2.
+        refused = subprocess.run([sys.executable, "-m", "kgan.cli", "compare", "--quick", "--backend", "ray",
+                                  "--ray-address", address, "--out", str(tmp_path / "refused")],
+                                 capture_output=True, text=True, timeout=300, env={**env, "RAY_AUTH_MODE": "disabled"})
+        assert refused.returncode == 2 and "RAY_AUTH_MODE=token" in refused.stderr.splitlines()[-1], refused.stderr[-2000:]
+        stdout = _compare(tmp_path, "--losses", "hinge", "--datasets", "ring8", "--seeds", "2", "--steps", "20",
+                          "--eval-every", "10", "--backend", "ray", "--ray-address", address,
+                          env={**env, "RAY_AUTH_MODE": "token"})
+        assert f"to run with Ray at {address}" in stdout
+        assert head.poll() is None  # the grid left the cluster it joined running
+        rows = compare.load_results(tmp_path / "results.jsonl")
+        assert sorted(r["seed"] for r in rows) == [0, 1] and {compare.status(r) for r in rows} == {"ok"}
+    finally:
+        head.terminate()  # ray start --block drains (up to 30 s), then stops the processes it started
+        try:
+            head.wait(timeout=60)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(head.pid, signal.SIGKILL)
