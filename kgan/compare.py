@@ -4,7 +4,14 @@ Every run of a grid trains for the same number of generator updates (`steps`; a 
 holds its 5 critic updates), evaluates every `eval_every` steps, and appends one JSON line with
 its settings, final metrics and curves to the results file as soon as it finishes. A compare
 that is interrupted picks up where it stopped: runs whose key is already in the results file
-are skipped. Aggregation (mean +- standard error over seeds) and plots read only that file.
+are skipped (failed rows are run again). Aggregation (mean +- standard error over seeds), plots
+and the TensorBoard HParams view (`<out>/tensorboard/`, `write_tensorboard`) read only that file.
+
+Rows run on one of two backends behind one loop (`run_grid`: submit the rows, take finished
+records in completion order, this process alone appends them): "local" (this process, or
+`--workers` spawned processes) or "ray" (a Ray task a row on a local Ray or the cluster at
+`--ray-address`; a task that raises or whose worker dies is retried once, then becomes a row
+with `status` "failed" and its error line). One line is printed a finished row (`Progress`).
 
 Every row trains through `run.train`, the runner of `kgan train`: the same callbacks
 (divergence guard, metrics, checkpoints with `--checkpoint-every`), precision and strategy
@@ -379,9 +386,11 @@ def _ray_rows(jobs, address=None, num_cpus=None, gpus_per_run=0):
     ray = import_ray()
     started = not ray.is_initialized()
     if started:
+        # "local": a new Ray of our own, even when another cluster runs on this machine (plain
+        # ray.init() would join that one, through /tmp/ray/ray_current_cluster or RAY_ADDRESS).
         options = {} if address else {"num_cpus": num_cpus}
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+            ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                      **options)
         except (ConnectionError, RuntimeError) as error:
             if not address:
@@ -417,6 +426,12 @@ class Progress:
         self.bar = self.stream.isatty()
         self.start = time.time()
 
+    def begin(self):
+        """Draws the empty bar (on a terminal) before the first row finishes."""
+        if self.bar and self.total:
+            self.stream.write(self.bar_text())
+            self.stream.flush()
+
     def row(self, record):
         self.done += 1
         if self.bar:
@@ -428,10 +443,10 @@ class Progress:
 
     def bar_text(self, width=30):
         elapsed = time.time() - self.start
-        eta = elapsed / self.done * (self.total - self.done)
+        eta = _duration(elapsed / self.done * (self.total - self.done)) if self.done else "-"
         filled = round(width * self.done / self.total)
         return (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} runs, "
-                f"{_duration(elapsed)} elapsed, ETA {_duration(eta)}")
+                f"{_duration(elapsed)} elapsed, ETA {eta}")
 
 
 def _duration(seconds):
@@ -481,6 +496,7 @@ def run_grid(specs, results_path, workers=1, keep_samples=None, print_fn=print, 
     else:
         rows = _local_rows(jobs, workers or 1)
     progress = Progress(len(todo), print_fn)
+    progress.begin()
     with contextlib.closing(rows):
         for record in rows:
             append_result(results_path, record)

@@ -337,6 +337,9 @@ class _Terminal:
 def test_progress_prints_a_line_per_row_and_on_a_terminal_a_bar_with_the_eta():
     lines, terminal = [], _Terminal()
     progress = compare.Progress(3, lines.append, stream=terminal)
+    progress.begin()
+    assert terminal.text == "[..............................] 0/3 runs, 0m00s elapsed, ETA -"
+    terminal.text = ""
     progress.start -= 60  # the first row took a minute: two more take about two
     progress.row(record("minkowski_p4", "ring8", 2, {"modes": 7, "hq_percent": 90.0}))
     assert lines == ["  [1/3] minkowski_p4 ring8 seed 2: modes_captured 7 (1 s)"]
@@ -387,8 +390,9 @@ def _compare(out, *flags, env=None):
 def test_the_ray_backend_gives_the_local_backends_rows(quick_compare, tmp_path):
     """The acceptance test of #17: `--backend ray` on a local Ray (2 CPUs, started by the command)."""
     pytest.importorskip("ray")
+    # RAY_ADDRESS (or another cluster on this machine) is not joined without --ray-address.
     stdout = _compare(tmp_path, "--quick", "--deterministic", "--datasets", "ring8", "--backend", "ray",
-                      "--workers", "2")
+                      "--workers", "2", env={**os.environ, "RAY_ADDRESS": "127.0.0.1:1"})
     assert "to run with a local Ray (2 CPUs)" in stdout and "[2/2] " in stdout
     local = {r["key"]: r for r in compare.load_results(quick_compare / "results.jsonl")}
     ray_rows = compare.load_results(tmp_path / "results.jsonl")
