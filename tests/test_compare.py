@@ -192,6 +192,7 @@ def test_legacy_result_names_and_report_only_ignores_the_grid_flags(tmp_path):
     header, *rows = (tmp_path / "mixtures-recommended-100steps.csv").read_text().splitlines()
     assert rows[0] == "minimax,7.00+-1.00,85.0+-5.0,0.20+-0.10,-,-,-,2/0"
     assert (tmp_path / "modes_captured-over-training-recommended-ring8-100steps.png").exists()
+    assert_tensorboard_is_the_results(tmp_path / "tensorboard", records)  # --report-only rebuilds the view too
 
 
 def test_steps_must_be_a_multiple_of_eval_every():
