@@ -4,7 +4,14 @@ Every run of a grid trains for the same number of generator updates (`steps`; a 
 holds its 5 critic updates), evaluates every `eval_every` steps, and appends one JSON line with
 its settings, final metrics and curves to the results file as soon as it finishes. A compare
 that is interrupted picks up where it stopped: runs whose key is already in the results file
-are skipped. Aggregation (mean +- standard error over seeds) and plots read only that file.
+are skipped (failed rows are run again). Aggregation (mean +- standard error over seeds), plots
+and the TensorBoard HParams view (`<out>/tensorboard/`, `write_tensorboard`) read only that file.
+
+Rows run on one of two backends behind one loop (`run_grid`: submit the rows, take finished
+records in completion order, this process alone appends them): "local" (this process, or
+`--workers` spawned processes) or "ray" (a Ray task a row on a local Ray or the cluster at
+`--ray-address`; a task that raises or whose worker dies is retried once, then becomes a row
+with `status` "failed" and its error line). One line is printed a finished row (`Progress`).
 
 Every row trains through `run.train`, the runner of `kgan train`: the same callbacks
 (divergence guard, metrics, checkpoints with `--checkpoint-every`), precision and strategy
@@ -233,6 +240,7 @@ def run_one(spec, out="compare", deterministic=False, checkpoint_every=0, keep_s
         curves={"step": [(i + 1) * spec.eval_every for i in range(epochs)], **history},
         seconds=round(time.time() - start, 2),
     )
+    record["status"] = "diverged" if error else "ok"
     if error:
         record["error"] = error
     if keep_samples and result is not None:
@@ -249,18 +257,39 @@ def run_one(spec, out="compare", deterministic=False, checkpoint_every=0, keep_s
 # ---- the grid -------------------------------------------------------------------------------------
 
 
+def status(record):
+    """A row's status: "ok", "diverged" or "failed" (rows written before the field: from `diverged`)."""
+    return record.get("status") or ("diverged" if record.get("diverged") else "ok")
+
+
 def finished_keys(results_path):
-    """Keys of the runs already in a results file (a torn last line is ignored)."""
+    """Keys of the runs already in a results file that need no rerun: rows that finished, or
+    diverged (a deterministic outcome). Failed rows (an error, a dead worker) are run again. A
+    torn last line is ignored."""
     keys = set()
     if not os.path.exists(results_path):
         return keys
     with open(results_path) as handle:
         for line in handle:
             try:
-                keys.add(json.loads(line)["key"])
+                record = json.loads(line)
+                if status(record) != "failed":
+                    keys.add(record["key"])
             except (json.JSONDecodeError, KeyError):
                 continue
     return keys
+
+
+def current(records):
+    """The rows tables, plots and TensorBoard show: each key's last row that did not fail, in
+    the order keys first appear (a failed row that a rerun finished shows the finished one)."""
+    rows = {}
+    for record in records:
+        if status(record) != "failed":
+            rows[record["key"]] = record
+        else:
+            rows.setdefault(record["key"], None)
+    return [record for record in rows.values() if record is not None]
 
 
 def append_result(results_path, record):
@@ -271,6 +300,12 @@ def append_result(results_path, record):
         os.fsync(handle.fileno())
 
 
+def failed_record(spec, error, seconds):
+    """The row of a run that failed (an exception, or its worker died) after its retry."""
+    return {**dataclasses.asdict(spec), "key": spec.key, "status": "failed", "diverged": False, "final": {},
+            "curves": {"step": []}, "error": error, "seconds": round(seconds, 2)}
+
+
 def _worker(args):
     from kgan.quiet import import_tensorflow_quietly
 
@@ -278,50 +313,210 @@ def _worker(args):
     return run_one(*args)
 
 
-def run_grid(specs, results_path, workers=1, keep_samples=None, print_fn=print, out=None, deterministic=False,
-             checkpoint_every=0, keep_models=False):
-    """Runs every spec not yet in `results_path` through `run_one`, appending each result when it
-    finishes (this process is the file's only writer). Workers are spawned processes.
+def _local_rows(jobs, workers):
+    """Runs jobs in this process (workers 1) or a pool of spawned processes; yields their
+    records in completion order. An exception ends the grid (rows written so far stay)."""
+    if workers <= 1:
+        for job in jobs:
+            yield run_one(*job)
+        return
+    import concurrent.futures
+    import multiprocessing
 
-    `out`: the compare's directory (the runs go to `<out>/runs/`; default: the results file's
-    directory); `deterministic`, `checkpoint_every`, `keep_models`: passed to every `run_one`."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = [pool.submit(_worker, job) for job in jobs]
+        for future in concurrent.futures.as_completed(futures):
+            yield future.result()
+
+
+BACKENDS = ("local", "ray")
+#: For tests only: `KGAN_COMPARE_FAULT="<row key>=exit-once:<marker file>"` makes that row's Ray
+#: task end its worker process (`os._exit`) the first time (until the marker file exists);
+#: `"<row key>=raise"` makes it raise every time. Items are separated by ";".
+FAULT_VARIABLE = "KGAN_COMPARE_FAULT"
+
+
+def _inject_fault(key):
+    for item in os.environ.get(FAULT_VARIABLE, "").split(";"):
+        target, _, action = item.partition("=")
+        if target != key:
+            continue
+        if action == "raise":
+            raise RuntimeError(f"injected failure of {key} ({FAULT_VARIABLE})")
+        marker = action.partition("exit-once:")[2]
+        if marker and not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(1)
+
+
+def _ray_row(job):
+    """One row as a Ray task (in a Ray worker process)."""
+    from kgan.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    _inject_fault(job[0].key)
+    return run_one(*job)
+
+
+def import_ray():
+    """`ray`, or UsageError when it is not installed."""
+    try:
+        import ray
+    except ImportError:
+        raise UsageError('--backend ray needs Ray: pip install -e ".[ray]"') from None
+    return ray
+
+
+def _error_line(error):
+    """One line for a failed Ray task: the task's own exception, else Ray's (a dead worker)."""
+    cause = getattr(error, "cause", None)
+    text = f"{type(cause).__name__}: {cause}" if isinstance(cause, BaseException) else f"{type(error).__name__}: {error}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def _ray_rows(jobs, address=None, num_cpus=None, gpus_per_run=0):
+    """Runs each job as a Ray task (1 CPU, `gpus_per_run` GPUs) on the cluster at `address`, or
+    on a local Ray started here (`num_cpus`: its CPUs; None: all) and stopped at the end.
+    Yields records in completion order. A task that raises or whose worker dies is retried once
+    by Ray, then yields a failed row (`failed_record`) with its error line."""
+    import logging
+
+    ray = import_ray()
+    started = not ray.is_initialized()
+    if started:
+        # "local": a new Ray of our own, even when another cluster runs on this machine (plain
+        # ray.init() would join that one, through /tmp/ray/ray_current_cluster or RAY_ADDRESS).
+        options = {} if address else {"num_cpus": num_cpus}
+        try:
+            ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                     **options)
+        except (ConnectionError, RuntimeError) as error:
+            if not address:
+                raise
+            raise UsageError(f"cannot join the Ray cluster at {address} ({_error_line(error)}): is `ray start --head` "
+                             "running there, and, as `ray start` uses token authentication, is RAY_AUTH_MODE=token set "
+                             "here with the cluster's token (~/.ray/auth_token or RAY_AUTH_TOKEN)?") from None
+    task = ray.remote(num_cpus=1, num_gpus=gpus_per_run, max_retries=1, retry_exceptions=True)(_ray_row)
+    try:
+        submitted = time.time()
+        pending = {task.remote(job): job[0] for job in jobs}
+        while pending:
+            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            spec = pending.pop(ref)
+            try:
+                record = ray.get(ref)
+            except ray.exceptions.RayError as error:
+                record = failed_record(spec, _error_line(error), time.time() - submitted)
+            yield record
+    finally:
+        if started:
+            ray.shutdown()
+
+
+class Progress:
+    """A grid's progress: one line per finished row (setting, dataset, seed, main metric,
+    seconds) through `print_fn`; on a terminal, a progress bar with the ETA (from the finished
+    rows' pace) below them, redrawn in place."""
+
+    def __init__(self, total, print_fn=print, stream=None):
+        self.total, self.done, self.print_fn = total, 0, print_fn
+        self.stream = stream or sys.stdout
+        self.bar = self.stream.isatty()
+        self.start = time.time()
+
+    def begin(self):
+        """Draws the empty bar (on a terminal) before the first row finishes."""
+        if self.bar and self.total:
+            self.stream.write(self.bar_text())
+            self.stream.flush()
+
+    def row(self, record):
+        self.done += 1
+        if self.bar:
+            self.stream.write("\r\033[K")
+        self.print_fn(f"  [{self.done}/{self.total}] {row_line(record)}")
+        if self.bar and self.done < self.total:
+            self.stream.write(self.bar_text())
+            self.stream.flush()
+
+    def bar_text(self, width=30):
+        elapsed = time.time() - self.start
+        eta = _duration(elapsed / self.done * (self.total - self.done)) if self.done else "-"
+        filled = round(width * self.done / self.total)
+        return (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} runs, "
+                f"{_duration(elapsed)} elapsed, ETA {eta}")
+
+
+def _duration(seconds):
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def run_grid(specs, results_path, workers=1, keep_samples=None, print_fn=print, out=None, deterministic=False,
+             checkpoint_every=0, keep_models=False, backend="local", ray_address=None, gpus_per_run=0):
+    """Runs every spec not yet in `results_path` (failed rows included) through `run_one`,
+    appending each record as it finishes, in completion order (this process is the file's
+    only writer, whatever the backend).
+
+    Args:
+        backend: "local": in this process (`workers` 1) or `workers` spawned processes; "ray":
+            one Ray task a row (`_ray_rows`: retried once, then a failed row), on the cluster at
+            `ray_address` or on a local Ray with `workers` CPUs (None: all).
+        out: the compare's directory (the runs go to `<out>/runs/`; default: the results file's
+            directory); `deterministic`, `checkpoint_every`, `keep_models`: passed to every `run_one`.
+
+    Returns:
+        The number of rows run.
+    """
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}: choose from {', '.join(BACKENDS)}")
     out = out if out is not None else os.path.dirname(os.path.abspath(results_path))
     os.makedirs(os.path.dirname(os.path.abspath(results_path)), exist_ok=True)
     done = finished_keys(results_path)
     todo = [s for s in specs if s.key not in done]
+    where = (f"{workers} worker(s)" if backend == "local" else
+             f"Ray at {ray_address}" if ray_address else f"a local Ray ({workers or 'all'} CPUs)")
     print_fn(f"kgan compare: {len(specs)} runs in the grid, {len(specs) - len(todo)} already in "
-             f"{results_path}, {len(todo)} to run with {workers} worker(s)")
+             f"{results_path}, {len(todo)} to run with {where}")
     if not todo:
         return 0
     jobs = [(s, out, deterministic, checkpoint_every, keep_samples, keep_models) for s in todo]
-    if workers > 1:
+    if backend == "ray" or workers > 1:
         # Prepare the shared digits classifier once, so workers do not train it concurrently.
         if any(s.dataset in ("digits", "stacked_digits") for s in todo):
             from kgan import evaluate
 
             evaluate.get_features("classifier:digits", evaluate.feature_cache_dir(todo[0].config(out).output),
                                   image_size=8)
-        import concurrent.futures
-        import multiprocessing
-
-        context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = [pool.submit(_worker, job) for job in jobs]
-            for i, future in enumerate(concurrent.futures.as_completed(futures), 1):
-                record = future.result()
-                append_result(results_path, record)
-                print_fn(f"  [{i}/{len(todo)}] {record['key']}: {_summary(record)}")
+    if backend == "ray":
+        rows = _ray_rows(jobs, ray_address, workers, gpus_per_run)
     else:
-        for i, job in enumerate(jobs, 1):
-            record = run_one(*job)
+        rows = _local_rows(jobs, workers or 1)
+    progress = Progress(len(todo), print_fn)
+    progress.begin()
+    with contextlib.closing(rows):
+        for record in rows:
             append_result(results_path, record)
-            print_fn(f"  [{i}/{len(todo)}] {record['key']}: {_summary(record)}")
+            progress.row(record)
     return len(todo)
 
 
-def _summary(record):
-    final = ", ".join(f"{k} {v:.3g}" for k, v in record["final"].items())
-    return f"{final or 'diverged'} ({record['seconds']:.0f} s)"
+def row_line(record):
+    """"<setting> <dataset> seed <seed>: <main metric> <value> (<seconds> s)" for a finished row."""
+    what = f"{record['setting']} {record['dataset']} seed {record['seed']}"
+    state = status(record)
+    if state == "failed":
+        return f"{what}: failed: {record.get('error', '')} ({record['seconds']:.0f} s)"
+    if state == "diverged":
+        return f"{what}: diverged ({record['seconds']:.0f} s)"
+    metric = MAIN_METRIC.get(record["dataset"], (None,))[0]
+    value = record["final"].get(metric)
+    shown = f"{_label(metric)} {value:.4g}" if isinstance(value, (int, float)) else (
+        ", ".join(f"{k} {v:.3g}" for k, v in record["final"].items()))
+    return f"{what}: {shown} ({record['seconds']:.0f} s)"
 
 
 # ---- aggregation ------------------------------------------------------------------------------------
@@ -469,6 +664,51 @@ def write_tables(records, out_dir):
     return paths
 
 
+# ---- TensorBoard ------------------------------------------------------------------------------
+
+
+def session_hparams(record):
+    """A row's hyperparameters in the HParams dashboard: the grid's axes (setting = loss [+ p]
+    + technique, dataset, preset, seed, steps, eval_every) and its status."""
+    loss, _, technique = record["setting"].partition("+")
+    p = minkowski_p(loss)
+    values = {"setting": record["setting"], "loss": "minkowski" if p is not None else loss,
+              "technique": technique or "none", "dataset": record["dataset"], "preset": record["preset"],
+              "seed": int(record["seed"]), "steps": int(record["steps"]), "eval_every": int(record["eval_every"]),
+              "status": status(record)}
+    if p is not None:
+        values["p"] = float(p)
+    return values
+
+
+def write_tensorboard(records, directory):
+    """Writes the grid as a TensorBoard HParams experiment to `directory`, from the records alone.
+
+    The root holds the experiment (every hyperparameter with its values, the final metrics);
+    `<directory>/<row key, "/" -> "-">/` holds each row's session: its hyperparameters
+    (`session_hparams`), its final metrics as scalars `final/<metric>` (at its last step) and its
+    curves as step scalars `curves/<name>`. Failed rows are left out (`current`). The directory is
+    written anew and swapped in (`atomic.path`), so rebuilding it never duplicates a session.
+    Returns the number of sessions.
+    """
+    from kgan import atomic, hparams
+
+    rows = current(records)
+    metrics = sorted({name for r in rows for name in r["final"]})
+    with atomic.path(directory, directory=True) as staging:
+        hparams.write_experiment(staging, [session_hparams(r) for r in rows],
+                                 [(f"final/{name}", None, name) for name in metrics])
+        for r in rows:
+            scalars = [(f"final/{name}", value, r["steps"]) for name, value in r["final"].items() if value is not None]
+            steps = r["curves"].get("step", [])
+            for name, values in r["curves"].items():
+                if name != "step":
+                    scalars += [(f"curves/{name}", v, step) for step, v in zip(steps, values, strict=False) if v is not None]
+            hparams.write_session(os.path.join(staging, r["key"].replace("/", "-")), session_hparams(r),
+                                  trial_id=r["key"], scalars=scalars)
+    return len(rows)
+
+
 # ---- plots ------------------------------------------------------------------------------------
 
 
@@ -588,7 +828,16 @@ def add_arguments(parser):
     parser.add_argument("--steps", type=int, default=2000, help="generator updates per run, the same for every loss (default: %(default)s)")
     parser.add_argument("--eval-every", type=int, default=500, help="steps between evaluations (default: %(default)s)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="recommended")
-    parser.add_argument("--workers", type=int, default=1, help="parallel processes (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="parallel runs: processes of the local backend (default: 1), CPUs of the local Ray "
+                             "of --backend ray (default: all); ignored with --ray-address")
+    parser.add_argument("--backend", choices=BACKENDS, default="local",
+                        help="local: this machine's processes; ray: one Ray task a row, retried once, on a local Ray "
+                             "or the cluster at --ray-address (pip install -e \".[ray]\"; default: %(default)s)")
+    parser.add_argument("--ray-address", default=None, metavar="HOST:PORT",
+                        help="join this Ray cluster (ray start --head on its head node); --out must be on a filesystem "
+                             "every node shares")
+    parser.add_argument("--gpus-per-run", type=float, default=0, help="GPUs of each Ray task (default: %(default)s)")
     parser.add_argument("--out", default="compare", help="directory for results.jsonl, tables, plots, samples (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="tiny grid for a smoke test: 2 losses, ring8, 1 seed, 40 steps")
     parser.add_argument("--deterministic", action="store_true",
@@ -619,8 +868,15 @@ def specs_from_args(args):
         losses, ps, datasets = _split(args.losses), _split(args.p, float), _split(args.datasets)
         seeds, steps, eval_every = args.seeds, args.steps, args.eval_every
     techniques = _split(getattr(args, "techniques", "none")) or ["none"]
-    if args.workers < 1 or seeds < 1:
+    if (args.workers is not None and args.workers < 1) or seeds < 1:
         raise UsageError("--workers and --seeds must be >= 1")
+    backend = getattr(args, "backend", "local")
+    if getattr(args, "ray_address", None) and backend != "ray":
+        raise UsageError("--ray-address needs --backend ray")
+    if getattr(args, "gpus_per_run", 0) < 0:
+        raise UsageError(f"--gpus-per-run must be >= 0; got {args.gpus_per_run}")
+    if backend == "ray":
+        import_ray()
     if getattr(args, "checkpoint_every", 0) < 0:
         raise UsageError(f"--checkpoint-every must be >= 0; got {args.checkpoint_every}")
     return grid(losses, ps, datasets, seeds, args.preset, steps, eval_every, techniques)
@@ -632,15 +888,27 @@ def main(args, print_fn=print):
     samples_dir = os.path.join(args.out, "samples")
     start = time.time()
     if not args.report_only:
-        run_grid(specs_from_args(args), results, args.workers, keep_samples=samples_dir, print_fn=print_fn,
+        specs = specs_from_args(args)
+        backend = getattr(args, "backend", "local")
+        workers = args.workers if args.workers is not None or backend == "ray" else 1
+        run_grid(specs, results, workers, keep_samples=samples_dir, print_fn=print_fn,
                  out=args.out, deterministic=getattr(args, "deterministic", False),
-                 checkpoint_every=getattr(args, "checkpoint_every", 0), keep_models=getattr(args, "keep_models", False))
+                 checkpoint_every=getattr(args, "checkpoint_every", 0), keep_models=getattr(args, "keep_models", False),
+                 backend=backend, ray_address=getattr(args, "ray_address", None),
+                 gpus_per_run=getattr(args, "gpus_per_run", 0))
     if not os.path.exists(results):
         raise UsageError(f"no results file at {results}")
-    records = load_results(results)
+    all_records = load_results(results)
+    records = current(all_records)
+    failed = [r["key"] for r in all_records if status(r) == "failed" and r["key"] not in {c["key"] for c in records}]
     written = write_tables(records, args.out) + write_plots(records, args.out, samples_dir)
+    sessions = write_tensorboard(records, os.path.join(args.out, "tensorboard"))
     print_fn(f"kgan compare: {len(records)} runs in {results}; wrote {len(written)} tables and plots to "
-             f"{os.path.abspath(args.out)} ({time.time() - start:.0f} s)")
+             f"{os.path.abspath(args.out)} and {sessions} HParams sessions to "
+             f"{os.path.join(os.path.abspath(args.out), 'tensorboard')} ({time.time() - start:.0f} s)")
+    if failed:
+        print_fn(f"kgan compare: {len(failed)} runs failed ({', '.join(failed)}): run the same command again to "
+                 "retry them")
     for path in written:
         if path.endswith(".md"):
             print_fn(f"\n{os.path.basename(path)}:\n" + open(path).read())

@@ -30,10 +30,15 @@ def run_hparams(config, steps=None, **extra):
     return {name: value for name, value in values.items() if value is not None}
 
 
-def write_session(logdir, hparams, trial_id=None):
-    """Writes one HParams session (the run's hyperparameters) to the event files of `logdir`."""
-    with tf.summary.create_file_writer(logdir).as_default():
+def write_session(logdir, hparams, trial_id=None, scalars=()):
+    """Writes one HParams session (the run's hyperparameters) to the event files of `logdir`,
+    with `scalars`, (tag, value, step) triples (e.g. a compare row's final metrics and curves)."""
+    writer = tf.summary.create_file_writer(logdir)
+    with writer.as_default():
         hp.hparams(hparams, trial_id=trial_id)
+        for tag, value, step in scalars:
+            tf.summary.scalar(tag, value, step=step)
+    writer.close()
 
 
 def write_experiment(logdir, sessions, metrics):
@@ -45,9 +50,11 @@ def write_experiment(logdir, sessions, metrics):
         for name, value in session.items():
             values.setdefault(name, set()).add(value)
     params = [hp.HParam(name, _domain(found)) for name, found in values.items()]
-    with tf.summary.create_file_writer(logdir).as_default():
+    writer = tf.summary.create_file_writer(logdir)
+    with writer.as_default():
         hp.hparams_config(hparams=params, metrics=[hp.Metric(tag, group=group, display_name=label)
                                                    for tag, group, label in metrics])
+    writer.close()
 
 
 def _domain(values):

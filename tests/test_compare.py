@@ -1,6 +1,7 @@
 """kgan compare: aggregation maths, resume after a kill, and the quick grid's outputs."""
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -191,6 +192,7 @@ def test_legacy_result_names_and_report_only_ignores_the_grid_flags(tmp_path):
     header, *rows = (tmp_path / "mixtures-recommended-100steps.csv").read_text().splitlines()
     assert rows[0] == "minimax,7.00+-1.00,85.0+-5.0,0.20+-0.10,-,-,-,2/0"
     assert (tmp_path / "modes_captured-over-training-recommended-ring8-100steps.png").exists()
+    assert_tensorboard_is_the_results(tmp_path / "tensorboard", records)  # --report-only rebuilds the view too
 
 
 def test_steps_must_be_a_multiple_of_eval_every():
@@ -241,3 +243,237 @@ def test_techniques_are_settings_on_top_of_every_loss():
     assert {s for s in compare.TECHNIQUES if s != "none"} >= {
         "ema", "conditional", "resnet", "self_attention", "minibatch_std", "feature_matching", "diffaugment", "ada",
         "unroll5", "progressive", "clip_grad_norm", "historical_averaging"}
+
+
+# ---- TensorBoard, failed rows, progress, backends (#17) -----------------------------------------------
+
+
+def _tensorboard_readers():
+    from tests.test_callbacks import read_scalars
+    from tests.test_hparams import read_hparams
+
+    return read_hparams, read_scalars
+
+
+def assert_tensorboard_is_the_results(directory, records):
+    """The HParams experiment and sessions under `directory` hold exactly the rows of `records`:
+    their hyperparameters, final metrics (`final/<metric>`) and curves (`curves/<name>`)."""
+    read_hparams, read_scalars = _tensorboard_readers()
+    experiment = read_hparams(str(directory))["experiment"]
+    assert set(experiment["hparams"]["setting"]) == {r["setting"] for r in records}
+    assert {tag for _, tag in experiment["metrics"]} == {f"final/{m}" for r in records for m in r["final"]}
+    sessions = sorted(p.name for p in directory.iterdir() if p.is_dir())
+    assert sessions == sorted(r["key"].replace("/", "-") for r in records)
+    for r in records:
+        session_dir = directory / r["key"].replace("/", "-")
+        (hparams,) = read_hparams(str(session_dir))["sessions"]
+        assert hparams == compare.session_hparams(r)
+        assert (hparams["setting"], hparams["dataset"], hparams["seed"], hparams["steps"]) == (
+            r["setting"], r["dataset"], r["seed"], r["steps"])
+        scalars = read_scalars(str(session_dir))
+        finals = {tag[len("final/"):]: values for tag, values in scalars.items() if tag.startswith("final/")}
+        assert set(finals) == set(r["final"])
+        for name, value in r["final"].items():
+            (step, written), = finals[name]
+            assert step == r["steps"]
+            assert written == pytest.approx(value, rel=1e-6, nan_ok=True)  # float32 in the event file
+        for name, values in r["curves"].items():
+            if name != "step":
+                written = scalars[f"curves/{name}"]
+                assert [s for s, _ in written] == r["curves"]["step"]
+                assert [v for _, v in written] == pytest.approx(values, rel=1e-6, nan_ok=True)
+
+
+def test_the_tensorboard_view_is_the_results_file_and_rebuilding_it_adds_no_session(tmp_path):
+    records = [record("minkowski_p4", "ring8", s, {"modes": 6 + s, "hq_percent": 90.0, "reverse_kl": 0.3})
+               for s in range(2)]
+    records.append(record("hinge+ema", "ring8", 0, {"modes": 8, "hq_percent": 99.5, "reverse_kl": float("nan")}))
+    failed = compare.failed_record(compare.RunSpec("hinge", "ring8", 0, steps=100, eval_every=50), "boom", 3.0)
+    directory = tmp_path / "tensorboard"
+    assert compare.write_tensorboard(records + [failed], directory) == 3
+    assert compare.write_tensorboard(records + [failed], directory) == 3  # rebuilt, not appended
+    assert_tensorboard_is_the_results(directory, records)
+    hparams = compare.session_hparams(records[2])
+    assert (hparams["loss"], hparams["technique"], "p" not in hparams) == ("hinge", "ema", True)
+    assert (compare.session_hparams(records[0])["loss"], compare.session_hparams(records[0])["p"]) == ("minkowski", 4.0)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".kgan-tmp-")]
+    # An extended grid: its new rows join the same experiment.
+    more = records + [record("minimax", "ring8", 0, {"modes": 5, "hq_percent": 80.0, "reverse_kl": 0.5})]
+    assert compare.write_tensorboard(more, directory) == 4
+    assert_tensorboard_is_the_results(directory, more)
+
+
+def test_failed_rows_are_run_again_and_the_reports_show_each_keys_last_finished_row(tmp_path):
+    spec = compare.RunSpec("hinge", "ring8", 1, steps=100, eval_every=50)
+    ok = record("minimax", "ring8", 0, {"modes": 6})
+    failed = compare.failed_record(spec, "WorkerCrashedError: The worker died unexpectedly", 12.345)
+    assert (failed["status"], failed["final"], failed["seconds"], failed["key"]) == ("failed", {}, 12.35, spec.key)
+    results = tmp_path / "results.jsonl"
+    for r in (ok, failed):
+        compare.append_result(results, r)
+    assert compare.finished_keys(results) == {ok["key"]}  # the failed row is run again
+    assert compare.current(compare.load_results(results)) == [ok]
+    rerun = {**record("hinge", "ring8", 1, {"modes": 7}), "status": "ok"}
+    compare.append_result(results, rerun)
+    assert compare.finished_keys(results) == {ok["key"], spec.key}
+    assert compare.current(compare.load_results(results)) == [ok, rerun]
+    assert compare.status({"diverged": True}) == "diverged" and compare.status({"diverged": False}) == "ok"
+    assert compare.row_line(failed) == "hinge ring8 seed 1: failed: WorkerCrashedError: The worker died unexpectedly (12 s)"
+
+
+class _Terminal:
+    def __init__(self):
+        self.text = ""
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+
+def test_progress_prints_a_line_per_row_and_on_a_terminal_a_bar_with_the_eta():
+    lines, terminal = [], _Terminal()
+    progress = compare.Progress(3, lines.append, stream=terminal)
+    progress.begin()
+    assert terminal.text == "[..............................] 0/3 runs, 0m00s elapsed, ETA -"
+    terminal.text = ""
+    progress.start -= 60  # the first row took a minute: two more take about two
+    progress.row(record("minkowski_p4", "ring8", 2, {"modes": 7, "hq_percent": 90.0}))
+    assert lines == ["  [1/3] minkowski_p4 ring8 seed 2: modes_captured 7 (1 s)"]
+    assert terminal.text.startswith("\r\033[K[##########....................] 1/3 runs, 1m00s elapsed, ETA 2m00s")
+    progress.row({**record("hinge", "digits", 0, {"fcd": 21.25}), "diverged": True})
+    progress.row(record("hinge", "digits", 1, {"fcd": 21.25, "kid": 0.01}))
+    assert lines[1:] == ["  [2/3] hinge digits seed 0: diverged (1 s)", "  [3/3] hinge digits seed 1: fcd 21.25 (1 s)"]
+    assert terminal.text.endswith("\r\033[K")  # the bar is gone once the grid is done
+    plain = []
+    compare.Progress(1, plain.append, stream=_Pipe()).row(record("hinge", "ring8", 0, {"modes": 8}))
+    assert plain == ["  [1/1] hinge ring8 seed 0: modes_captured 8 (1 s)"]
+
+
+class _Pipe(_Terminal):
+    def isatty(self):
+        return False
+
+    def write(self, text):
+        raise AssertionError("no bar when the output is not a terminal")
+
+
+def test_backend_ray_without_ray_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    from kgan import cli
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["compare", "--quick", "--backend", "ray", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == 'kgan compare: error: --backend ray needs Ray: pip install -e ".[ray]"\n'
+    assert not (tmp_path / "results.jsonl").exists()
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["compare", "--quick", "--ray-address", "head:6379", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2 and "--ray-address needs --backend ray" in capsys.readouterr().err
+
+
+def test_the_quick_compares_tensorboard_view_holds_its_rows(quick_compare):
+    records = compare.load_results(quick_compare / "results.jsonl")
+    assert_tensorboard_is_the_results(quick_compare / "tensorboard", records)
+
+
+def _compare(out, *flags, env=None):
+    command = [sys.executable, "-m", "kgan.cli", "compare", *flags, "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_the_ray_backend_gives_the_local_backends_rows(quick_compare, tmp_path):
+    """The acceptance test of #17: `--backend ray` on a local Ray (2 CPUs, started by the command)."""
+    pytest.importorskip("ray")
+    # RAY_ADDRESS (or another cluster on this machine) is not joined without --ray-address.
+    stdout = _compare(tmp_path, "--quick", "--deterministic", "--datasets", "ring8", "--backend", "ray",
+                      "--workers", "2", env={**os.environ, "RAY_ADDRESS": "127.0.0.1:1"})
+    assert "to run with a local Ray (2 CPUs)" in stdout and "[2/2] " in stdout
+    local = {r["key"]: r for r in compare.load_results(quick_compare / "results.jsonl")}
+    ray_rows = compare.load_results(tmp_path / "results.jsonl")
+    assert sorted(r["key"] for r in ray_rows) == sorted(local)
+    for r in ray_rows:
+        mine = local[r["key"]]
+        for field in ("final", "curves", "command", "status", "evaluation", "precision_policy"):
+            assert json.dumps(r[field], sort_keys=True) == json.dumps(mine[field], sort_keys=True), field
+        config = {k: v for k, v in r["config"].items() if k not in PATH_FIELDS}  # the paths are under --out
+        assert config == {k: v for k, v in mine["config"].items() if k not in PATH_FIELDS}
+    assert_tensorboard_is_the_results(tmp_path / "tensorboard", ray_rows)
+
+
+@pytest.mark.slow
+def test_a_ray_row_whose_worker_dies_is_retried_and_one_that_keeps_failing_is_a_failed_row(tmp_path):
+    pytest.importorskip("ray")
+    flags = ["--losses", "hinge,least_squares", "--datasets", "ring8", "--seeds", "1", "--steps", "20",
+             "--eval-every", "10", "--backend", "ray", "--workers", "2"]
+    dies, fails = (compare.RunSpec(s, "ring8", 0, steps=20, eval_every=10).key for s in ("hinge", "least_squares"))
+    marker = tmp_path / "died"
+    env = {**os.environ, compare.FAULT_VARIABLE: f"{dies}=exit-once:{marker};{fails}=raise"}
+    stdout = _compare(tmp_path, *flags, env=env)
+    assert marker.exists()  # the worker of `dies` did end once
+    rows = {r["key"]: r for r in compare.load_results(tmp_path / "results.jsonl")}
+    assert rows[dies]["status"] == "ok" and set(rows[dies]["final"]) == {"modes", "hq_percent", "reverse_kl"}
+    assert rows[fails]["status"] == "failed" and rows[fails]["final"] == {}
+    assert rows[fails]["error"] == f"RuntimeError: injected failure of {fails} ({compare.FAULT_VARIABLE})"
+    assert "least_squares ring8 seed 0: failed: RuntimeError" in stdout and "run the same command again" in stdout
+    assert (tmp_path / "mixtures-recommended-20steps.md").read_text().count("| least_squares |") == 0
+    # The same command again runs the failed row only.
+    stdout = _compare(tmp_path, *flags)
+    assert "1 already in" in stdout and "1 to run" in stdout
+    lines = compare.load_results(tmp_path / "results.jsonl")
+    assert [compare.status(r) for r in lines] in (["ok", "failed", "ok"], ["failed", "ok", "ok"])
+    assert [r["key"] for r in compare.current(lines)] == [r["key"] for r in lines[:2]]
+    assert "| least_squares |" in (tmp_path / "mixtures-recommended-20steps.md").read_text()
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ray_address_joins_a_cluster_started_with_ray_start(tmp_path):
+    """`ray start --head` (token authentication, Ray's default), then `kgan compare --ray-address`
+    with RAY_AUTH_MODE=token, as the README says; the grid leaves the cluster running."""
+    pytest.importorskip("ray")
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+    head = subprocess.Popen(["ray", "start", "--head", "--block", "--port", str(port), "--num-cpus", "2",
+                             "--include-dashboard=false", "--disable-usage-stats",
+                             "--ray-client-server-port", str(_free_port())],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        for line in head.stdout:
+            if "ray start --address=" in line:
+                address = line.split("--address=")[1].strip().strip("'")
+                break
+        else:
+            pytest.fail("ray start --head did not start")
+        # Without the token: one line naming the fix, exit 2.
+        refused = subprocess.run([sys.executable, "-m", "kgan.cli", "compare", "--quick", "--backend", "ray",
+                                  "--ray-address", address, "--out", str(tmp_path / "refused")],
+                                 capture_output=True, text=True, timeout=300, env={**env, "RAY_AUTH_MODE": "disabled"})
+        assert refused.returncode == 2 and "RAY_AUTH_MODE=token" in refused.stderr.splitlines()[-1], refused.stderr[-2000:]
+        stdout = _compare(tmp_path, "--losses", "hinge", "--datasets", "ring8", "--seeds", "2", "--steps", "20",
+                          "--eval-every", "10", "--backend", "ray", "--ray-address", address,
+                          env={**env, "RAY_AUTH_MODE": "token"})
+        assert f"to run with Ray at {address}" in stdout
+        assert head.poll() is None  # the grid left the cluster it joined running
+        rows = compare.load_results(tmp_path / "results.jsonl")
+        assert sorted(r["seed"] for r in rows) == [0, 1] and {compare.status(r) for r in rows} == {"ok"}
+    finally:
+        head.terminate()  # ray start --block drains (up to 30 s), then stops the processes it started
+        try:
+            head.wait(timeout=60)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(head.pid, signal.SIGKILL)
