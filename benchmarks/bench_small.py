@@ -77,12 +77,14 @@ def make_config(name, workdir, **overrides):
 
 
 def build_gan(config, dataset):
-    """`run.build` under the precision `config.precision` picks (`auto`: as `kgan train` does)."""
+    """`run.build` under the precision `config.precision` picks and with the XLA choice `config.xla`
+    makes (`auto`: as `kgan train` does, one replica)."""
     keras.utils.set_random_seed(config.seed)
     previous = keras.mixed_precision.global_policy()
     distribute.set_precision(config.precision, dataset.shape)
+    xla, _ = distribute.resolve_xla(config.xla, dataset.shape)
     try:  # the layers keep their policy, the global one is restored (as in run.train)
-        return run.build(config, dataset.shape, dataset.num_classes)
+        return run.build(config, dataset.shape, dataset.num_classes, jit_compile=xla)
     finally:
         keras.mixed_precision.set_global_policy(previous)
 
@@ -185,20 +187,22 @@ class FitPlain:
 
 
 class Floor:
-    """The GAN's `train_step`, `steps_per_epoch` times in one tf.function, on one in-memory batch."""
+    """The GAN's `train_step`, `steps_per_epoch` times in one tf.function, on one in-memory batch
+    (the step XLA-compiled when the GAN is: the floor of the step `kgan train` runs)."""
 
-    def __init__(self, name, workdir, steps_per_epoch, precision="auto"):
-        config = make_config(name, workdir, precision=precision)
+    def __init__(self, name, workdir, steps_per_epoch, precision="auto", xla="auto"):
+        config = make_config(name, workdir, precision=precision, xla=xla)
         dataset = data.load(config.dataset, seed=config.seed)
         self.gan = gan = build_gan(config, dataset)
         self.real = next(iter(data.pipeline(dataset, config.batch_size, config.d_steps, seed=0)))
         self.steps_per_epoch = steps_per_epoch
+        step = tf.function(gan.train_step, jit_compile=True) if gan.jit_compile else gan.train_step
 
         @tf.function
         def loop(real, steps):
-            logs = gan.train_step(real)
+            logs = step(real)
             for _ in tf.range(steps - 1):
-                logs = gan.train_step(real)
+                logs = step(real)
             return logs["d_loss"]
 
         self.loop = loop
@@ -409,6 +413,8 @@ def main(argv=None):
         if args.other_precision:
             other = "float32" if auto[name] != "float32" else "mixed_bfloat16"
             variants[(name, f"floor_{other}")] = Floor(name, workdir, steps_per_epoch, precision=other)
+        if variants[(name, "floor")].gan.jit_compile:  # what XLA gives: the floor without it
+            variants[(name, "floor_no_xla")] = Floor(name, workdir, steps_per_epoch, xla="off")
         if torch is not None:
             variants[(name, "torch")] = Torch(name, NETWORKS[name]["batch_size"])
             variants[(name, "torch_1_thread")] = Torch(name, NETWORKS[name]["batch_size"], threads=1)
@@ -448,6 +454,8 @@ def main(argv=None):
             ratios[f"torch_vs_kgan_{name}"] = ms[(name, "torch")] / ms[(name, "cli")]
     for name in shape:
         ratios[f"{name}_fit_k1_vs_cli"] = ms[(name, "fit_k1")] / ms[(name, "cli")]
+        if (name, "floor_no_xla") in ms:
+            ratios[f"{name}_floor_no_xla_vs_xla"] = ms[(name, "floor_no_xla")] / ms[(name, "floor")]
         if args.other_precision:
             other = "float32" if auto[name] != "float32" else "mixed_bfloat16"
             ratios[f"{name}_floor_{other}_vs_{auto[name]}"] = ms[(name, f"floor_{other}")] / ms[(name, "floor")]
@@ -459,6 +467,8 @@ def main(argv=None):
                     "switch_interval": sys.getswitchinterval()},
         "setup": {"rounds": rounds, "steps_per_epoch_and_epochs_per_round": shape, "quick": args.quick,
                   "precision_auto": auto,
+                  "xla_auto": {name: distribute.resolve_xla("auto", (2,) if name == "mixture" else (8, 8, 1))
+                               for name in shape},
                   "precision_auto_why": {name: distribute.auto_precision((2,) if name == "mixture" else (8, 8, 1))[1]
                                          for name in shape}},
         "rows": rows,

@@ -231,7 +231,8 @@ def run_one(spec, out="compare", deterministic=False, checkpoint_every=0, keep_s
     record.update(
         config=report.get("config", config.resolved().to_dict()),
         precision_policy=policy,
-        command="kgan " + shlex.join(train_command(config, policy)),
+        xla=report.get("xla"),
+        command="kgan " + shlex.join(train_command(config, policy, report.get("xla"))),
         run_dir=os.path.join(config.output, config.run_name),
         evaluation={k: metrics[k] for k in ("num_samples", "labels", "features") if k in metrics},
         final={} if error else dict(metrics.get("values", {})),

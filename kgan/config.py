@@ -142,6 +142,9 @@ class TrainConfig:
     precision: str = _field("auto", SCALE, resume=True, choices=names.PRECISIONS,
                             help="auto: what is fastest on this hardware (bfloat16 on AMX CPUs and Ampere+ GPUs, "
                                  "float16 on Volta/Turing, else float32; docs/performance.md)")
+    xla: str = _field("auto", SCALE, choices=names.XLA,
+                      help="compile the train step with XLA (Keras jit_compile); auto: on where it was measured "
+                           "faster: on a CPU, one replica, images up to 16x16 (docs/performance.md)")
     checkpoint_every: int = _field(1, SCALE, low=0, metavar="EPOCHS", help="epochs between checkpoints; 0: none")
     keep_checkpoints: int = _field(3, SCALE, low=1, metavar="K", help="keep the last K checkpoints")
     checkpoint_dir: str = _field("checkpoints", SCALE,
@@ -258,7 +261,7 @@ def _check_number(name, value, meta):
 PATH_FIELDS = ("run_name", "output", "logdir", "checkpoint_dir")
 
 
-def train_command(config, precision=None):
+def train_command(config, precision=None, xla=None):
     """The `kgan` argv (`["train", "--flag", "value", ...]`) that trains `config` again.
 
     Every field that differs from `TrainConfig()`'s default becomes `--flag value` (the field's
@@ -271,12 +274,15 @@ def train_command(config, precision=None):
         config: a `TrainConfig`.
         precision: the policy the run resolved (e.g. "float32" for a run made with "auto"):
             carried as `--precision`, so the command computes the same on another machine.
+        xla: the XLA choice the run resolved ("on" or "off"), carried as `--xla` likewise.
 
     Raises:
         ValueError: a value no flag can express (None or False where the default is set or True).
     """
     if precision is not None:
         config = dataclasses.replace(config, precision=precision)
+    if xla is not None:
+        config = dataclasses.replace(config, xla=xla)
     default = TrainConfig()
     argv = ["train"]
     for field in dataclasses.fields(TrainConfig):

@@ -238,6 +238,38 @@ def auto_precision(data_shape=None):
     return "float32", "CPU without AMX or avx512_bf16"
 
 
+#: `--xla auto` compiles the step with XLA for images up to this size, on a CPU with one replica.
+#: Measured with `benchmarks/bench_choices.py --xla-sizes` (docs/performance.md): kgan's DCGAN step,
+#: batch 64, without vs with XLA: 8x8 1.73x (float32) and 1.64x (bfloat16) faster, 16x16 1.14x and
+#: 1.06x, 32x32 0.90x and 0.67x (slower); the mixture MLP 1.0x.
+XLA_MAX_IMAGE_SIZE = 16
+
+
+def resolve_xla(name, data_shape=None, num_replicas=1):
+    """(whether to XLA-compile the train step, the reason for `--xla auto`'s choice or None).
+
+    Args:
+        name: "on", "off" or "auto" (`kgan.names.XLA`). auto: on for images of at most
+            `XLA_MAX_IMAGE_SIZE` pixels trained on a CPU by one replica, where the per-op overhead
+            that XLA's fusion removes dominates a step; off for 2-D points (no gain measured), larger
+            images (slower), several replicas and GPUs (not measured).
+        data_shape: shape of one example.
+        num_replicas: replicas in sync.
+    """
+    if name != "auto":
+        return name == "on", None
+    if tf.config.list_physical_devices("GPU"):
+        return False, "a GPU (XLA not measured there)"
+    if num_replicas > 1:
+        return False, f"{num_replicas} replicas"
+    if data_shape is None or len(data_shape) != 3:
+        return False, "2-D points (no gain measured)"
+    size = max(data_shape[:2])
+    if size > XLA_MAX_IMAGE_SIZE:
+        return False, f"{size}x{size} images (XLA pays up to {XLA_MAX_IMAGE_SIZE}x{XLA_MAX_IMAGE_SIZE})"
+    return True, f"CPU, one replica, {size}x{size} images"
+
+
 def set_precision(name, data_shape=None):
     """Sets Keras' global dtype policy by name (before building the networks).
 

@@ -32,5 +32,7 @@ UNROLL_OPTIMIZERS = ("discriminator", "sgd")
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 #: `--precision` (kgan.distribute).
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
+#: `--xla` (kgan.distribute.resolve_xla).
+XLA = ("auto", "on", "off")
 #: `--metrics` (kgan.evaluate, kgan.metrics).
 METRICS = ("fid", "fcd", "kid", "is", "pr", "dc", "modes")

@@ -174,7 +174,7 @@ def make_networks(config, data_shape, num_classes=None, total_steps=None, batch_
         raise UsageError(str(error)) from None
 
 
-def build(config, data_shape, num_classes=None, total_steps=None):
+def build(config, data_shape, num_classes=None, total_steps=None, jit_compile=False):
     """A compiled `GAN` for data of shape `data_shape`, following `config`.
 
     Args:
@@ -183,6 +183,7 @@ def build(config, data_shape, num_classes=None, total_steps=None):
         num_classes: classes of a conditional GAN (`--conditional`; from the dataset).
         total_steps: generator steps of the whole run (sizes the progressive curriculum's
             phases when `--progressive-steps` is not given).
+        jit_compile: compile the train step with XLA (`--xla`, resolved).
     """
     if config.conditional and not num_classes:
         raise UsageError("--conditional needs the dataset's number of classes")
@@ -218,6 +219,7 @@ def build(config, data_shape, num_classes=None, total_steps=None):
         loss=make_loss(config),
         penalty=penalty,
         weight_clip=config.clip,
+        jit_compile=jit_compile,
     )
     return gan
 
@@ -471,7 +473,7 @@ def _train(config, verbose, print_fn, resources):
     """The stages of a run, in order; each one's docstring says what it owns."""
     config, strategy = _setup(config)
     dataset, steps_per_epoch = _load_data(config)
-    gan, policy = _build_gan(config, dataset, steps_per_epoch, strategy, print_fn)
+    gan, policy, xla = _build_gan(config, dataset, steps_per_epoch, strategy, print_fn)
     # Checked before the run's folders and locks exist (a bad --steps-per-execution writes nothing).
     toolbox = toolbox_callbacks(gan)
     gan.steps_per_execution = _steps_per_execution(config, steps_per_epoch, strategy, toolbox)
@@ -492,12 +494,13 @@ def _train(config, verbose, print_fn, resources):
         lambda guard: _checkpoint_callback(config, checkpoints, guard, policy, previous[0], previous[1]),
         metrics_callback, reference)
     # The run as an HParams session next to its scalars (the dashboard compares runs of one --logdir).
-    hparams.write_session(logdir, hparams.run_hparams(config, config.epochs * steps_per_epoch, precision=policy),
+    hparams.write_session(logdir, hparams.run_hparams(config, config.epochs * steps_per_epoch, precision=policy,
+                                                   xla=xla),
                           trial_id=config.run_name)
     history, seconds = _fit(gan, pipeline, config, initial_epoch, steps_per_epoch, fit_callbacks, verbose,
                             checkpoint_callback, checkpoints)
     report = _report(config, dataset, steps_per_epoch, initial_epoch, history, seconds, previous, metrics_callback,
-                     policy)
+                     policy, xla)
     if guard.diverged is not None:
         error = DivergedError(_diverged_message(config, guard.diverged, checkpoints, gan))
         error.report = report  # the epochs before the divergence (kgan compare records their curves)
@@ -537,17 +540,22 @@ def _load_data(config):
 
 
 def _build_gan(config, dataset, steps_per_epoch, strategy, print_fn):
-    """The GAN, built under the strategy with the resolved precision policy; returns (gan, policy)."""
+    """The GAN, built under the strategy with the resolved precision policy and XLA choice;
+    returns (gan, policy, "on" or "off")."""
     previous_policy = keras.mixed_precision.global_policy()
     policy, reason = distribute.set_precision(config.precision, dataset.shape)
     if reason:
         print_fn(f"kgan: --precision auto chose {policy}: {reason}")
+    xla, reason = distribute.resolve_xla(config.xla, dataset.shape, strategy.num_replicas_in_sync)
+    if reason:
+        print_fn(f"kgan: --xla auto chose {'on' if xla else 'off'}: {reason}")
     try:  # the layers keep their dtype policy; the global one is restored for the caller
         with strategy.scope():
-            gan = build(config, dataset.shape, dataset.num_classes, total_steps=config.epochs * steps_per_epoch)
+            gan = build(config, dataset.shape, dataset.num_classes, total_steps=config.epochs * steps_per_epoch,
+                        jit_compile=xla)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
-    return gan, policy
+    return gan, policy, "on" if xla else "off"
 
 
 def _pipeline(config, dataset, initial_epoch, steps_per_epoch):
@@ -580,10 +588,10 @@ def _fit(gan, pipeline, config, initial_epoch, steps_per_epoch, fit_callbacks, v
 
 
 def _report(config, dataset, steps_per_epoch, initial_epoch, history, seconds, previous, metrics_callback,
-            policy=None):
+            policy=None, xla=None):
     """config.json's content: the whole run's record (the epochs before this fit, from the
-    checkpoint resumed, and its own), versions, the precision policy the run resolved (what
-    `--precision auto` chose) and the last evaluation."""
+    checkpoint resumed, and its own), versions, the precision policy and XLA choice the run
+    resolved (what `--precision auto` and `--xla auto` chose) and the last evaluation."""
     previous_history, previous_seconds, previous_metrics = previous
     record = {name: list(values) for name, values in previous_history.items()}
     for name, values in history.history.items():
@@ -591,6 +599,7 @@ def _report(config, dataset, steps_per_epoch, initial_epoch, history, seconds, p
     report = {
         "config": config.to_dict(),
         "precision_policy": policy,
+        "xla": xla,
         "kgan_version": kgan.__version__,
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
