@@ -82,7 +82,7 @@ def build_gan(config, dataset):
     keras.utils.set_random_seed(config.seed)
     previous = keras.mixed_precision.global_policy()
     distribute.set_precision(config.precision, dataset.shape)
-    xla, _ = distribute.resolve_xla(config.xla, dataset.shape)
+    xla, _ = distribute.resolve_xla(config.xla, dataset.shape, deterministic=config.deterministic)
     try:  # the layers keep their policy, the global one is restored (as in run.train)
         return run.build(config, dataset.shape, dataset.num_classes, jit_compile=xla)
     finally:

@@ -245,7 +245,7 @@ def auto_precision(data_shape=None):
 XLA_MAX_IMAGE_SIZE = 16
 
 
-def resolve_xla(name, data_shape=None, num_replicas=1):
+def resolve_xla(name, data_shape=None, num_replicas=1, deterministic=False):
     """(whether to XLA-compile the train step, the reason for `--xla auto`'s choice or None).
 
     Args:
@@ -255,9 +255,14 @@ def resolve_xla(name, data_shape=None, num_replicas=1):
             images (slower), several replicas and GPUs (not measured).
         data_shape: shape of one example.
         num_replicas: replicas in sync.
+        deterministic: op determinism is on (`--deterministic`): Keras 3 then compiles nothing
+            with XLA (not every op has a deterministic XLA kernel), so auto is off (and `run.validate`
+            refuses `--xla on --deterministic`).
     """
     if name != "auto":
         return name == "on", None
+    if deterministic:
+        return False, "--deterministic (Keras runs no XLA under op determinism)"
     if tf.config.list_physical_devices("GPU"):
         return False, "a GPU (XLA not measured there)"
     if num_replicas > 1:

@@ -130,6 +130,9 @@ def validate(config):
         config.check_fields()
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if config.xla == "on" and config.deterministic:
+        raise UsageError("--xla on cannot be combined with --deterministic: Keras compiles nothing with XLA under "
+                         "op determinism (use --xla off or auto)")
     if config.devices is not None and config.strategy != "mirrored":
         raise UsageError(f"--devices must be >= 1 and needs --strategy mirrored; got --devices {config.devices} "
                          f"--strategy {config.strategy}")
@@ -546,7 +549,8 @@ def _build_gan(config, dataset, steps_per_epoch, strategy, print_fn):
     policy, reason = distribute.set_precision(config.precision, dataset.shape)
     if reason:
         print_fn(f"kgan: --precision auto chose {policy}: {reason}")
-    xla, reason = distribute.resolve_xla(config.xla, dataset.shape, strategy.num_replicas_in_sync)
+    xla, reason = distribute.resolve_xla(config.xla, dataset.shape, strategy.num_replicas_in_sync,
+                                         config.deterministic)
     if reason:
         print_fn(f"kgan: --xla auto chose {'on' if xla else 'off'}: {reason}")
     try:  # the layers keep their dtype policy; the global one is restored for the caller
@@ -555,7 +559,7 @@ def _build_gan(config, dataset, steps_per_epoch, strategy, print_fn):
                         jit_compile=xla)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
-    return gan, policy, "on" if xla else "off"
+    return gan, policy, "on" if gan.jit_compile else "off"  # what Keras compiles (it may refuse a layer)
 
 
 def _pipeline(config, dataset, initial_epoch, steps_per_epoch):

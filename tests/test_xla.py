@@ -20,6 +20,17 @@ def test_resolve_xla(name, shape, replicas, expected):
     on, reason = distribute.resolve_xla(name, shape, replicas)
     assert on is expected
     assert (reason is None) == (name != "auto")
+    # Keras 3 compiles nothing with XLA under op determinism: auto says so.
+    assert distribute.resolve_xla("auto", shape, replicas, deterministic=True) == (
+        False, "--deterministic (Keras runs no XLA under op determinism)")
+
+
+def test_xla_on_with_deterministic_is_refused_before_anything_is_written(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--xla", "on", "--deterministic", "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert "--xla on cannot be combined with --deterministic" in err and not (tmp_path / "out").exists()
 
 
 def _trained_weights(jit_compile):
@@ -67,3 +78,8 @@ def test_kgan_train_records_what_xla_auto_chose(tmp_path, capsys):
     assert "kgan: --xla auto chose on: CPU, one replica, 8x8 images" in capsys.readouterr().out
     report = json.loads((tmp_path / "output" / "r" / "config.json").read_text())
     assert report["xla"] == "on" and report["config"]["xla"] == "auto"
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "16", "--metrics", "none",
+                  "--run-name", "d", "--deterministic", *roots])
+    assert "kgan: --xla auto chose off: --deterministic" in capsys.readouterr().out
+    assert json.loads((tmp_path / "output" / "d" / "config.json").read_text())["xla"] == "off"
