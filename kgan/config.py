@@ -144,7 +144,8 @@ class TrainConfig:
                                  "float16 on Volta/Turing, else float32; docs/performance.md)")
     xla: str = _field("auto", SCALE, choices=names.XLA,
                       help="compile the train step with XLA (Keras jit_compile); auto: on where it was measured "
-                           "faster: on a CPU, one replica, images up to 16x16 (docs/performance.md)")
+                           "faster: on a CPU, one replica, images up to 16x16, runs of >= 2000 steps "
+                           "(docs/performance.md)")
     checkpoint_every: int = _field(1, SCALE, low=0, metavar="EPOCHS", help="epochs between checkpoints; 0: none")
     keep_checkpoints: int = _field(3, SCALE, low=1, metavar="K", help="keep the last K checkpoints")
     checkpoint_dir: str = _field("checkpoints", SCALE,

@@ -243,9 +243,13 @@ def auto_precision(data_shape=None):
 #: batch 64, without vs with XLA: 8x8 1.73x (float32) and 1.64x (bfloat16) faster, 16x16 1.14x and
 #: 1.06x, 32x32 0.90x and 0.67x (slower); the mixture MLP 1.0x.
 XLA_MAX_IMAGE_SIZE = 16
+#: ... and for runs of at least this many generator steps: compiling costs about 2 s (the main
+#: job's trace 1.1 -> 3.1 s) and saves about 1.8 ms a step at 8x8 (bench_small's floor 5.19 -> 3.35
+#: ms), so it pays from about 1,100 steps; 2,000 keeps a margin (short runs and tests stay fast).
+XLA_MIN_STEPS = 2000
 
 
-def resolve_xla(name, data_shape=None, num_replicas=1, deterministic=False):
+def resolve_xla(name, data_shape=None, num_replicas=1, deterministic=False, steps=None):
     """(whether to XLA-compile the train step, the reason for `--xla auto`'s choice or None).
 
     Args:
@@ -258,6 +262,7 @@ def resolve_xla(name, data_shape=None, num_replicas=1, deterministic=False):
         deterministic: op determinism is on (`--deterministic`): Keras 3 then compiles nothing
             with XLA (not every op has a deterministic XLA kernel), so auto is off (and `run.validate`
             refuses `--xla on --deterministic`).
+        steps: generator steps of the run (this fit), or None (unknown: not a reason to say off).
     """
     if name != "auto":
         return name == "on", None
@@ -272,7 +277,9 @@ def resolve_xla(name, data_shape=None, num_replicas=1, deterministic=False):
     size = max(data_shape[:2])
     if size > XLA_MAX_IMAGE_SIZE:
         return False, f"{size}x{size} images (XLA pays up to {XLA_MAX_IMAGE_SIZE}x{XLA_MAX_IMAGE_SIZE})"
-    return True, f"CPU, one replica, {size}x{size} images"
+    if steps is not None and steps < XLA_MIN_STEPS:
+        return False, f"{steps} steps (compiling pays from about {XLA_MIN_STEPS})"
+    return True, f"CPU, one replica, {size}x{size} images, {steps or 'unknown'} steps"
 
 
 def set_precision(name, data_shape=None):

@@ -550,7 +550,7 @@ def _build_gan(config, dataset, steps_per_epoch, strategy, print_fn):
     if reason:
         print_fn(f"kgan: --precision auto chose {policy}: {reason}")
     xla, reason = distribute.resolve_xla(config.xla, dataset.shape, strategy.num_replicas_in_sync,
-                                         config.deterministic)
+                                         config.deterministic, steps=config.epochs * steps_per_epoch)
     if reason:
         print_fn(f"kgan: --xla auto chose {'on' if xla else 'off'}: {reason}")
     try:  # the layers keep their dtype policy; the global one is restored for the caller

@@ -20,6 +20,10 @@ def test_resolve_xla(name, shape, replicas, expected):
     on, reason = distribute.resolve_xla(name, shape, replicas)
     assert on is expected
     assert (reason is None) == (name != "auto")
+    # The compile (about 2 s) pays only over a long enough run.
+    assert distribute.resolve_xla(name, shape, replicas, steps=distribute.XLA_MIN_STEPS)[0] is expected
+    short = distribute.resolve_xla(name, shape, replicas, steps=distribute.XLA_MIN_STEPS - 1)
+    assert short[0] is (expected and name == "on")
     # Keras 3 compiles nothing with XLA under op determinism: auto says so.
     assert distribute.resolve_xla("auto", shape, replicas, deterministic=True) == (
         False, "--deterministic (Keras runs no XLA under op determinism)")
@@ -75,9 +79,13 @@ def test_kgan_train_records_what_xla_auto_chose(tmp_path, capsys):
         cli.main(["train", "--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "16", "--metrics", "none",
                   "--run-name", "r", *roots])
     assert exit_info.value.code == 0
-    assert "kgan: --xla auto chose on: CPU, one replica, 8x8 images" in capsys.readouterr().out
+    assert "kgan: --xla auto chose off: 3 steps (compiling pays from about 2000)" in capsys.readouterr().out
     report = json.loads((tmp_path / "output" / "r" / "config.json").read_text())
-    assert report["xla"] == "on" and report["config"]["xla"] == "auto"
+    assert report["xla"] == "off" and report["config"]["xla"] == "auto"
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "16", "--metrics", "none",
+                  "--run-name", "x", "--xla", "on", *roots])
+    assert json.loads((tmp_path / "output" / "x" / "config.json").read_text())["xla"] == "on"  # compiled
     with pytest.raises(SystemExit):
         cli.main(["train", "--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "16", "--metrics", "none",
                   "--run-name", "d", "--deterministic", *roots])
