@@ -78,6 +78,13 @@ def _optional(kind):
     return lambda value: None if value is None else kind(value)
 
 
+def _nonnegative(options, name):
+    """`options[name]`, checked >= 0 (0: the technique is off). Raises ValueError otherwise."""
+    if options[name] < 0:
+        raise ValueError(f"{name} must be >= 0; got {options[name]}")
+    return options[name]
+
+
 class Option:
     """One `GAN(...)` keyword argument a technique reads: its neutral default, the conversion
     of a given value (what `GAN` stores and `get_config` returns) and, for objects, how the
@@ -338,12 +345,12 @@ class InstanceNoise(Technique):
 
     options = {"instance_noise": Option(0.0, float)}
 
+    transforms_inputs = True
+
     @classmethod
     def from_options(cls, options, generator, discriminator, seed):
-        if options["instance_noise"] < 0:
-            raise ValueError(f"instance_noise must be >= 0; got {options['instance_noise']}")
-        return cls(options["instance_noise"], seed) if options["instance_noise"] else None
-    transforms_inputs = True
+        stddev = _nonnegative(options, "instance_noise")
+        return cls(stddev, seed) if stddev else None
 
     def __init__(self, stddev, seed=None):
         if not stddev > 0:
@@ -404,9 +411,7 @@ class FeatureMatching(Technique):
 
     @classmethod
     def from_options(cls, options, generator, discriminator, seed):
-        weight = options["feature_matching"]
-        if weight < 0:
-            raise ValueError(f"feature_matching must be >= 0; got {weight}")
+        weight = _nonnegative(options, "feature_matching")
         return cls(weight, discriminator) if weight else None
 
     def __init__(self, weight, discriminator):
@@ -538,9 +543,7 @@ class Unrolling(Technique):
     @classmethod
     def from_options(cls, options, generator, discriminator, seed):
         check_unroll_optimizer(options["unroll_optimizer"], options["unroll_lr"])
-        if options["unroll"] < 0:
-            raise ValueError(f"unroll must be >= 0; got {options['unroll']}")
-        if not options["unroll"]:
+        if not _nonnegative(options, "unroll"):
             return None
         return cls(options["unroll"], options["unroll_optimizer"], options["unroll_lr"])
 
@@ -606,9 +609,7 @@ class HistoricalAveraging(Technique):
 
     @classmethod
     def from_options(cls, options, generator, discriminator, seed):
-        weight = options["historical_averaging"]
-        if weight < 0:
-            raise ValueError(f"historical_averaging must be >= 0; got {weight}")
+        weight = _nonnegative(options, "historical_averaging")
         return cls(weight, generator, discriminator) if weight else None
 
     def __init__(self, weight, generator, discriminator):
