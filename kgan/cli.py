@@ -66,8 +66,9 @@ def add_train_arguments(parser):
     """`kgan train`'s flags: --preset, then one per `TrainConfig` field, in the fields' groups and order."""
     parser.add_argument("--preset", choices=sorted(presets.PRESETS), default=None,
                         help="a named setting of the optimiser and batch for the dataset (kgan/presets.py; "
-                             "recommended: PacGAN's on ring8/grid25, DCGAN's on the digits; paper: the Minkowski "
-                             "paper's, D clipped at 0.01); the flags given override it")
+                             "protocol: PacGAN's on ring8/grid25, DCGAN's on the digits, for every loss; "
+                             "recommended: that batch with the loss's own paper's optimiser and critic steps; "
+                             "paper: the Minkowski paper's, D clipped at 0.01); the flags given override it")
     groups = {}
     for field in dataclasses.fields(TrainConfig):
         group = field.metadata["group"]
@@ -88,7 +89,7 @@ def config_from_args(args):
     dataset = given.get("dataset", TrainConfig().dataset)
     if dataset not in presets.PRESETS[preset]:
         raise UsageError(f"--preset {preset} has settings for {', '.join(presets.PRESETS[preset])}, not {dataset}")
-    return TrainConfig(**{**presets.PRESETS[preset][dataset], **given})
+    return TrainConfig(**{**presets.train_fields(preset, dataset, given), **given})
 
 
 def run_train(args):

@@ -74,11 +74,14 @@ class TrainConfig:
                                        "identity: it says which batches an epoch holds")
     batch_size: int = _field(64, OPTIMISATION, resume=True, low=1, help="global batch per D update")
     latent_dim: int = _field(100, OPTIMISATION, resume=True, gan=True, low=1, help="")
+    optimizer: str = _field("adam", OPTIMISATION, resume=True, choices=names.OPTIMIZERS,
+                            help="both players' optimiser: adam (--beta1, --beta2), or rmsprop (rho 0.99, "
+                                 "epsilon 1e-8: the WGAN reference code's, PyTorch's RMSprop defaults)")
     g_lr: float = _field(2e-4, OPTIMISATION, low=0, low_open=True,
-                         help="generator Adam learning rate (different G and D rates: TTUR)")
-    d_lr: float = _field(2e-4, OPTIMISATION, low=0, low_open=True, help="discriminator Adam learning rate")
-    beta1: float = _field(0.5, OPTIMISATION, resume=True, low=0, high=1, high_open=True, help="")
-    beta2: float = _field(0.999, OPTIMISATION, resume=True, low=0, high=1, high_open=True, help="")
+                         help="generator learning rate (different G and D rates: TTUR)")
+    d_lr: float = _field(2e-4, OPTIMISATION, low=0, low_open=True, help="discriminator learning rate")
+    beta1: float = _field(0.5, OPTIMISATION, resume=True, low=0, high=1, high_open=True, help="Adam's")
+    beta2: float = _field(0.999, OPTIMISATION, resume=True, low=0, high=1, high_open=True, help="Adam's")
     d_steps: int = _field(1, OPTIMISATION, resume=True, gan=True, low=1, help="D updates per G update (WGAN: 5)")
     # --- stabilisation --------------------------------------------------------------------------
     clip: float = _field(None, STABILISATION, resume=True, bare=0.01, low=0, low_open=True, metavar="C",

@@ -26,6 +26,8 @@ IMAGE_SIZES = (8, 16, 32, 64)
 ARCHS = ("dcgan", "resnet")
 #: `--augment` (kgan.augment).
 AUGMENTS = ("diffaugment", "ada")
+#: `--optimizer` (kgan.run.make_optimizer).
+OPTIMIZERS = ("adam", "rmsprop")
 #: `--unroll-optimizer` (kgan.unrolled).
 UNROLL_OPTIMIZERS = ("discriminator", "sgd")
 #: `--strategy` (kgan.distribute).

@@ -40,11 +40,34 @@ DATASETS = ("ring8", "grid25", "stacked_digits", "digits")
 MIXTURES = ("ring8", "grid25")
 _PACGAN = {"batch_size": 100, "latent_dim": 2, "g_lr": 1e-4, "d_lr": 1e-4, "beta1": 0.8, "beta2": 0.999}
 _DCGAN = {"batch_size": 64, "latent_dim": 100, "g_lr": 2e-4, "d_lr": 2e-4, "beta1": 0.5, "beta2": 0.999}
+#: One optimiser for every loss, per dataset: PacGAN's on the mixtures (Lin et al. 2018, code
+#: config: Adam 1e-4, beta1 0.8, batch 100, latent 2), DCGAN's on images (Radford et al. 2016:
+#: Adam 2e-4, beta1 0.5, batch 64, latent 100).
+_PROTOCOL = {"ring8": _PACGAN, "grid25": _PACGAN, "digits": _DCGAN, "stacked_digits": _DCGAN}
 PRESETS = {
-    # ring8/grid25: PacGAN's; digits/stacked_digits: DCGAN's.
-    "recommended": {"ring8": _PACGAN, "grid25": _PACGAN, "digits": _DCGAN, "stacked_digits": _DCGAN},
+    # The controlled comparison: the dataset's one optimiser for every loss (a loss setting still
+    # brings what defines it: WGAN's clipping, WGAN-GP's penalty, their 5 critic steps).
+    "protocol": _PROTOCOL,
+    # The dataset's batch geometry, and each loss's own paper's optimiser and critic steps
+    # (LOSS_OPTIMISERS); losses without one there keep the protocol's.
+    "recommended": _PROTOCOL,
     # The Minkowski paper's for every loss and dataset, D weight clipping 0.01 for every loss.
     "paper": {name: {**_DCGAN, "clip": 0.01} for name in DATASETS},
+}
+#: The `recommended` preset's optimiser per loss setting: (fields, citation). The original GAN
+#: (minimax, non_saturating) keeps the dataset's protocol optimiser: PacGAN's and DCGAN's are its
+#: papers' own.
+LOSS_OPTIMISERS = {
+    "wasserstein": ({"optimizer": "rmsprop", "g_lr": 5e-5, "d_lr": 5e-5, "d_steps": 5, "clip": 0.01},
+                    "Arjovsky et al. 2017 (WGAN), Algorithm 1: RMSProp lr 5e-5, n_critic 5, clipping 0.01"),
+    "wgan_gp": ({"optimizer": "adam", "g_lr": 1e-4, "d_lr": 1e-4, "beta1": 0.0, "beta2": 0.9, "d_steps": 5, "gp": 10.0},
+                "Gulrajani et al. 2017 (WGAN-GP), Algorithm 1: Adam lr 1e-4, beta1 0, beta2 0.9, n_critic 5, lambda 10"),
+    "least_squares": ({"optimizer": "adam", "g_lr": 2e-4, "d_lr": 2e-4, "beta1": 0.5, "beta2": 0.999},
+                      "Mao et al. 2017 (LSGAN), Section 4: Adam lr 2e-4, beta1 0.5"),
+    "hinge": ({"optimizer": "adam", "g_lr": 2e-4, "d_lr": 2e-4, "beta1": 0.0, "beta2": 0.9, "d_steps": 5},
+              "Miyato et al. 2018 (SNGAN), the hinge-loss ResNet runs: Adam lr 2e-4, beta1 0, beta2 0.9, n_dis 5"),
+    "minkowski": ({"optimizer": "adam", "g_lr": 2e-4, "d_lr": 2e-4, "beta1": 0.5, "beta2": 0.999},
+                  "the Minkowski paper, Table 1: Adam lr 2e-4, beta1 0.5, beta2 0.999"),
 }
 
 
@@ -56,16 +79,29 @@ def minkowski_p(setting):
 
 def overrides(preset, dataset, setting):
     """The TrainConfig fields of `setting` ("<loss>[+<technique>]") on `dataset` under `preset`:
-    preset, then loss setting, then technique (the paper preset clips D for every loss)."""
+    preset, then loss setting, then (`recommended`) the loss's own optimiser, then technique (the
+    paper preset clips D for every loss)."""
     fields = dict(PRESETS[preset][dataset])
-    loss, _, technique = setting.partition("+")
-    if minkowski_p(loss) is not None:
-        fields.update(LOSS_SETTINGS["minkowski"], p=minkowski_p(loss))
-    else:
-        fields.update(LOSS_SETTINGS[loss])
+    name, _, technique = setting.partition("+")
+    p = minkowski_p(name)
+    loss = name if p is None else "minkowski"
+    fields.update(LOSS_SETTINGS[loss], **({} if p is None else {"p": p}))
+    if preset == "recommended" and loss in LOSS_OPTIMISERS:
+        fields.update(LOSS_OPTIMISERS[loss][0])
     fields.update(TECHNIQUES[technique or "none"][0])
     if preset == "paper":
         fields["clip"] = 0.01
+    return fields
+
+
+def train_fields(preset, dataset, given):
+    """`kgan train --preset`'s fields on `dataset`: the preset's, and under `recommended` the
+    optimiser of the loss the flags `given` name (--loss wasserstein with --gp: WGAN-GP's)."""
+    fields = dict(PRESETS[preset][dataset])
+    if preset == "recommended":
+        loss = given.get("loss", TrainConfig().loss)
+        setting = "wgan_gp" if loss == "wasserstein" and given.get("gp") else loss
+        fields.update(LOSS_OPTIMISERS.get(setting, ({}, None))[0])
     return fields
 
 

@@ -177,6 +177,24 @@ def make_networks(config, data_shape, num_classes=None, total_steps=None, batch_
         raise UsageError(str(error)) from None
 
 
+#: `--optimizer rmsprop`'s constants: PyTorch's RMSprop defaults, which the WGAN reference code
+#: (Arjovsky et al. 2017, `optim.RMSprop(lr=5e-5)`) trains with. Keras adds epsilon inside the
+#: square root (lr * g / sqrt(v + eps)), PyTorch outside; at 1e-8 they differ only where v ~ 1e-16.
+RMSPROP_RHO, RMSPROP_EPSILON = 0.99, 1e-8
+
+
+def make_optimizer(config, learning_rate):
+    """One player's optimiser: `--optimizer` at `learning_rate` (wrapped for loss scaling under
+    mixed_float16; GAN applies `scale_loss`)."""
+    if config.optimizer == "rmsprop":
+        optimizer = keras.optimizers.RMSprop(learning_rate, rho=RMSPROP_RHO, epsilon=RMSPROP_EPSILON)
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate, beta_1=config.beta1, beta_2=config.beta2)
+    if keras.mixed_precision.global_policy().name == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
 def build(config, data_shape, num_classes=None, total_steps=None, jit_compile=False):
     """A compiled `GAN` for data of shape `data_shape`, following `config`.
 
@@ -210,15 +228,9 @@ def build(config, data_shape, num_classes=None, total_steps=None, jit_compile=Fa
     except ValueError as error:
         raise UsageError(str(error)) from None
 
-    def adam(lr):
-        optimizer = keras.optimizers.Adam(lr, beta_1=config.beta1, beta_2=config.beta2)
-        if keras.mixed_precision.global_policy().name == "mixed_float16":
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # GAN applies scale_loss
-        return optimizer
-
     gan.compile(
-        d_optimizer=adam(config.d_lr),
-        g_optimizer=adam(config.g_lr),
+        d_optimizer=make_optimizer(config, config.d_lr),
+        g_optimizer=make_optimizer(config, config.g_lr),
         loss=make_loss(config),
         penalty=penalty,
         weight_clip=config.clip,

@@ -49,7 +49,7 @@ def test_a_preset_sets_the_dataset_s_optimiser_and_the_flags_given_override_it()
     def config(*argv):
         return cli.config_from_args(train_parser().parse_args(list(argv)))
 
-    ring8 = config("--preset", "recommended", "--dataset", "ring8", "--d-lr", "3e-4")
+    ring8 = config("--preset", "protocol", "--dataset", "ring8", "--d-lr", "3e-4")
     assert (ring8.batch_size, ring8.latent_dim, ring8.g_lr, ring8.beta1) == (100, 2, 1e-4, 0.8)  # PacGAN's
     assert ring8.d_lr == 3e-4  # the flag given wins
     digits = config("--preset", "paper", "--batch-size", "32")  # the default dataset, digits
@@ -62,6 +62,54 @@ def test_a_preset_sets_the_dataset_s_optimiser_and_the_flags_given_override_it()
     with pytest.raises(ValueError, match="--preset recommended has settings for ring8, grid25, digits, "
                                          "stacked_digits, not mnist"):
         config("--preset", "recommended", "--dataset", "mnist")
+
+
+def test_recommended_gives_each_loss_its_own_paper_s_optimiser_and_protocol_one_for_all():
+    from kgan import presets
+
+    def fields(preset, setting, dataset="ring8"):
+        config = presets.config(preset, dataset, setting, 0)
+        return config.optimizer, config.d_lr, config.g_lr, config.beta1, config.beta2, config.d_steps
+
+    pacgan = ("adam", 1e-4, 1e-4, 0.8, 0.999, 1)
+    assert fields("recommended", "minimax") == fields("protocol", "minimax") == pacgan
+    assert fields("recommended", "wasserstein")[:3] == ("rmsprop", 5e-5, 5e-5)  # Arjovsky et al., Algorithm 1
+    assert fields("recommended", "wasserstein")[5] == 5
+    assert fields("recommended", "wgan_gp") == ("adam", 1e-4, 1e-4, 0.0, 0.9, 5)  # Gulrajani et al., Algorithm 1
+    assert fields("recommended", "minkowski_p4", "digits") == ("adam", 2e-4, 2e-4, 0.5, 0.999, 1)
+    assert fields("recommended", "hinge") == ("adam", 2e-4, 2e-4, 0.0, 0.9, 5)
+    # protocol: PacGAN's Adam for every loss; the loss keeps what defines it (clipping, 5 critic steps).
+    assert fields("protocol", "wasserstein") == ("adam", 1e-4, 1e-4, 0.8, 0.999, 5)
+    assert presets.config("protocol", "ring8", "wasserstein", 0).clip == 0.01
+    assert presets.config("protocol", "grid25", "wgan_gp", 0).gp == 10.0
+    assert all(citation for _, citation in presets.LOSS_OPTIMISERS.values())
+
+    def train(*argv):
+        return cli.config_from_args(train_parser().parse_args(list(argv)))
+
+    wgan = train("--preset", "recommended", "--dataset", "ring8", "--loss", "wasserstein")
+    assert (wgan.optimizer, wgan.d_lr, wgan.clip, wgan.d_steps, wgan.batch_size) == ("rmsprop", 5e-5, 0.01, 5, 100)
+    gp = train("--preset", "recommended", "--loss", "wasserstein", "--gp")
+    assert (gp.optimizer, gp.beta1, gp.beta2, gp.clip, gp.gp) == ("adam", 0.0, 0.9, None, 10.0)
+    assert train("--preset", "protocol", "--loss", "wasserstein").optimizer == "adam"
+
+
+def test_rmsprop_is_the_wgan_reference_code_s_update():
+    """One `--optimizer rmsprop` step against the update by hand: v = 0.99 * 0 + 0.01 g^2,
+    w -= lr g / sqrt(v + 1e-8) (PyTorch's RMSprop defaults, epsilon inside the root as Keras puts it)."""
+    import keras
+    import numpy as np
+
+    from kgan import run
+
+    optimizer = run.make_optimizer(TrainConfig(optimizer="rmsprop"), 5e-5)
+    weight = keras.Variable(np.array([1.0, -2.0], "float32"))
+    gradient = np.array([0.5, -3.0], "float32")
+    optimizer.apply_gradients([(keras.ops.convert_to_tensor(gradient), weight)])
+    velocity = 0.01 * gradient.astype("float64") ** 2
+    expected = np.array([1.0, -2.0]) - 5e-5 * gradient / np.sqrt(velocity + 1e-8)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(weight), expected, rtol=1e-6)
+    assert isinstance(run.make_optimizer(TrainConfig(), 1e-4), keras.optimizers.Adam)
 
 
 @pytest.mark.parametrize("fields, message", [
