@@ -52,10 +52,18 @@ setting; the setting is then named `<loss>+<technique>`; `none` is the loss alon
     clip_grad_norm        gradient norms clipped to 1
     historical_averaging  historical averaging penalty, weight 0.01
 
-Presets:
-    recommended      per dataset: ring8/grid25 PacGAN's (Adam 1e-4, beta1 0.8, batch 100,
-                     latent 2), digits/stacked_digits DCGAN's (Adam 2e-4, beta1 0.5, batch 64,
-                     latent 100)
+Presets (kgan/presets.py):
+    protocol         the controlled comparison, one optimiser for every loss, per dataset:
+                     ring8/grid25 PacGAN's (Adam 1e-4, beta1 0.8, batch 100, latent 2),
+                     digits/stacked_digits DCGAN's (Adam 2e-4, beta1 0.5, batch 64, latent 100);
+                     a loss setting keeps what defines it (clipping, penalty, 5 critic steps)
+    recommended      the dataset's batch geometry with each loss's own paper's optimiser and
+                     critic steps (`presets.LOSS_OPTIMISERS`, each with its citation):
+                     wasserstein RMSProp 5e-5, n_critic 5 (Arjovsky et al. 2017); wgan_gp Adam
+                     1e-4, betas (0, 0.9), n_critic 5 (Gulrajani et al. 2017); least_squares Adam
+                     2e-4, beta1 0.5 (Mao et al. 2017); hinge Adam 2e-4, betas (0, 0.9), n_dis 5
+                     (Miyato et al. 2018); minkowski Adam 2e-4, beta1 0.5 (the paper); the
+                     original GAN keeps the protocol's (PacGAN's and DCGAN's are its own)
     paper            the Minkowski paper's for every loss and dataset: Adam 2e-4 / 0.5 / 0.999,
                      batch 64, latent 100, and D weight clipping 0.01 for every loss
 """
@@ -69,12 +77,13 @@ import json
 import math
 import os
 import shlex
+import shutil
 import sys
 import time
 
 import numpy as np
 
-from kgan import presets, stats
+from kgan import presets, stats, verdict
 from kgan.config import train_command
 from kgan.errors import KganError, UsageError
 from kgan.presets import DATASETS, LOSS_SETTINGS, MIXTURES, PRESETS, TECHNIQUES, minkowski_p  # noqa: F401 - the tables live with the config
@@ -478,6 +487,7 @@ def run_grid(specs, results_path, workers=1, keep_samples=None, print_fn=print, 
     os.makedirs(os.path.dirname(os.path.abspath(results_path)), exist_ok=True)
     done = finished_keys(results_path)
     todo = [s for s in specs if s.key not in done]
+    todo = _reuse_equal_rows(todo, results_path, deterministic, keep_samples, print_fn)
     where = (f"{workers} worker(s)" if backend == "local" else
              f"Ray at {ray_address}" if ray_address else f"a local Ray ({workers or 'all'} CPUs)")
     print_fn(f"kgan compare: {len(specs)} runs in the grid, {len(specs) - len(todo)} already in "
@@ -503,6 +513,41 @@ def run_grid(specs, results_path, workers=1, keep_samples=None, print_fn=print, 
             append_result(results_path, record)
             progress.row(record)
     return len(todo)
+
+
+def _reuse_equal_rows(todo, results_path, deterministic, keep_samples, print_fn):
+    """Appends, for each spec whose training config equals a finished row's under another preset
+    (e.g. minimax under `recommended` and `protocol`: the same optimiser), that row under the
+    spec's key (`reused_from` names the row; same `command`), and returns the specs left to run."""
+    if not os.path.exists(results_path):
+        return todo
+    rows = [r for r in current(load_results(results_path)) if status(r) == "ok"]
+    left = []
+    for spec in todo:
+        same = next((r for r in rows if _same_training(spec, r, deterministic)), None)
+        if same is None:
+            left.append(spec)
+            continue
+        append_result(results_path, {**same, **dataclasses.asdict(spec), "key": spec.key, "reused_from": same["key"]})
+        source = os.path.join(keep_samples or "", RunSpec(**{k: same[k] for k in _SPEC_FIELDS}).run_name + ".npz")
+        if keep_samples and os.path.exists(source):
+            shutil.copyfile(source, os.path.join(keep_samples, spec.run_name + ".npz"))
+    if len(left) < len(todo):
+        print_fn(f"kgan compare: {len(todo) - len(left)} runs train exactly as finished rows of another preset: "
+                 "reused (their rows name the row in `reused_from`)")
+    return left
+
+
+_SPEC_FIELDS = tuple(field.name for field in dataclasses.fields(RunSpec))
+
+
+def _same_training(spec, record, deterministic):
+    if record["preset"] == spec.preset or any(record[k] != getattr(spec, k) for k in _SPEC_FIELDS if k != "preset"):
+        return False
+    if bool(record.get("config", {}).get("deterministic")) != bool(deterministic):
+        return False
+    return presets.overrides(record["preset"], spec.dataset, spec.setting) == presets.overrides(
+        spec.preset, spec.dataset, spec.setting)
 
 
 def row_line(record):
@@ -648,14 +693,29 @@ def markdown(header, rows):
     return "\n".join(lines) + "\n"
 
 
+def verdict_tables(records):
+    """The validity gate, the paired claims and the stability measures (kgan/verdict.py) as
+    {name: (header, rows)}, and {table name: note} marking each mixtures table whose gate failed."""
+    gates = verdict.gate(records)
+    out = {"gate": verdict.gate_table(gates), "claims": verdict.claims(records), "stability": verdict.stability(records)}
+    notes = {}
+    for row in gates:
+        if not row["passed"]:
+            name = f"mixtures-{row['preset']}-{row['steps']}steps"
+            notes[name] = notes.get(name, "") + f"**NOT VALID**: {verdict.gate_warnings([row])[0]}\n\n"
+    return {name: table for name, table in out.items() if table[1]}, notes
+
+
 def write_tables(records, out_dir):
-    """Writes <name>.md and <name>.csv for every table; returns the paths."""
+    """Writes <name>.md and <name>.csv for every table, the verdict's among them (a mixtures table
+    whose validity gate failed says so above it); returns the paths."""
     os.makedirs(out_dir, exist_ok=True)
     paths = []
-    for name, (header, rows) in tables(records).items():
+    extra, notes = verdict_tables(records)
+    for name, (header, rows) in {**tables(records), **extra}.items():
         md = os.path.join(out_dir, f"{name}.md")
         with open(md, "w") as handle:
-            handle.write(markdown(header, rows))
+            handle.write(notes.get(name, "") + markdown(header, rows))
         csv_path = os.path.join(out_dir, f"{name}.csv")
         with open(csv_path, "w", newline="") as handle:
             writer = csv.writer(handle)
@@ -907,6 +967,8 @@ def main(args, print_fn=print):
     print_fn(f"kgan compare: {len(records)} runs in {results}; wrote {len(written)} tables and plots to "
              f"{os.path.abspath(args.out)} and {sessions} HParams sessions to "
              f"{os.path.join(os.path.abspath(args.out), 'tensorboard')} ({time.time() - start:.0f} s)")
+    for warning in verdict.gate_warnings(verdict.gate(records)):
+        print_fn(f"kgan compare: warning: {warning}")
     if failed:
         print_fn(f"kgan compare: {len(failed)} runs failed ({', '.join(failed)}): run the same command again to "
                  "retry them")

@@ -59,14 +59,19 @@ def test_table_files(tmp_path):
     assert "| hinge | 10.50+-0.50 | 0.010+-0.000 | 2 | 0 |" in md
     with open(tmp_path / "digits-recommended-100steps.csv") as handle:
         assert handle.read().splitlines()[1] == "hinge,10.50+-0.50,0.010+-0.000,2,0"
-    assert len(paths) == 2
+    assert sorted(map(os.path.basename, paths)) == ["digits-recommended-100steps.csv", "digits-recommended-100steps.md",
+                                                    "stability.csv", "stability.md"]  # no gate or claim on one setting
 
 
 def test_grid_and_settings():
     specs = compare.grid(["wasserstein", "minkowski"], [1, 4], ["ring8"], seeds=2, steps=100, eval_every=50)
     assert [s.setting for s in specs[:3]] == ["wasserstein", "minkowski_p1", "minkowski_p4"] and len(specs) == 6
     config = specs[0].config()
-    assert (config.loss, config.clip, config.d_steps, config.batch_size, config.g_lr, config.beta1) == ("wasserstein", 0.01, 5, 100, 1e-4, 0.8)
+    assert (config.loss, config.clip, config.d_steps, config.batch_size, config.g_lr, config.optimizer) == (
+        "wasserstein", 0.01, 5, 100, 5e-5, "rmsprop")  # recommended: WGAN's own RMSProp
+    protocol = compare.RunSpec("wasserstein", "ring8", 0, "protocol").config()
+    assert (protocol.clip, protocol.d_steps, protocol.g_lr, protocol.beta1, protocol.optimizer) == (
+        0.01, 5, 1e-4, 0.8, "adam")  # protocol: PacGAN's Adam for every loss
     assert specs[2].config().p == 4.0 and specs[2].config().loss == "minkowski"
     gp = compare.RunSpec("wgan_gp", "digits", 0).config()
     assert (gp.gp, gp.d_steps, gp.clip) == (10.0, 5, None)

@@ -1,0 +1,161 @@
+"""What a compare grid's rows support: the validity gate, the paired claims and the stability
+measures of the Minkowski paper's Figures 1-3 (NumPy only; reads result records, as
+`kgan.compare` loads them).
+
+- `gate`: before a mixture comparison means anything, its baseline must reproduce the protocol's
+  own: the loss of PacGAN's "GAN" row (`GATE_BASELINE`), averaged over seeds, must reach
+  `GATE_HQ` high-quality samples at the grid's budget. Its modes / HQ / reverse KL stand beside
+  PacGAN Table 1's GAN row.
+- `claims`: Minkowski p = 4 against the original GAN, WGAN and WGAN-GP on every benchmark, as
+  paired comparisons over the same seeds with a 95% bootstrap interval of the difference
+  (`stats.paired_bootstrap`).
+- `stability`: per setting, D's gradient-norm scale (Figure 1), the oscillation index of the D and
+  G loss curves over the last half of training (Figures 2-3; `stats.oscillation_index` of the
+  per-evaluation mean losses), and the steps to first reach every mode at the gate's HQ
+  threshold (time to quality).
+"""
+
+import collections
+
+import numpy as np
+
+from kgan import stats
+
+#: PacGAN's "GAN" row trains the original GAN with the non-saturating generator loss: its
+#: generator minimises softplus(-D(G(z))) = -log D(G(z)) (fjxmlzn/PacGAN, pacgan/bricks.py,
+#: `compute_losses`), with PacGAN's Adam (the `protocol` preset).
+GATE_BASELINE = "non_saturating"
+#: Seed-mean high-quality percent the baseline must reach (issue 18; PacGAN's GAN: 98.2, 94.8).
+GATE_HQ = {"ring8": 90.0, "grid25": 80.0}
+NUM_MODES = {"ring8": 8, "grid25": 25}
+PACGAN_GAN = {"ring8": ("6.3+-0.5", "98.2+-0.2", "0.45+-0.09"), "grid25": ("17.3+-0.8", "94.8+-0.7", "0.70+-0.07")}
+#: The comparisons the verdict states: (setting, against).
+CLAIMS = (("minkowski_p4", "minimax"), ("minkowski_p4", "non_saturating"), ("minkowski_p4", "wasserstein"),
+          ("minkowski_p4", "wgan_gp"))
+#: Each benchmark's metrics for the claims, with whether higher is better.
+CLAIM_METRICS = {"ring8": (("modes", True), ("hq_percent", True), ("reverse_kl", False)),
+                 "grid25": (("modes", True), ("hq_percent", True), ("reverse_kl", False)),
+                 "stacked_digits": (("modes", True), ("reverse_kl", False)),
+                 "digits": (("fcd", False), ("kid", False))}
+
+
+def _groups(records):
+    """{(preset, dataset, steps): {setting: {seed: record}}} of the rows that did not fail."""
+    groups = collections.defaultdict(lambda: collections.defaultdict(dict))
+    for record in records:
+        if record.get("status", "ok") != "failed":
+            groups[(record["preset"], record["dataset"], record["steps"])][record["setting"]][record["seed"]] = record
+    return groups
+
+
+def _cell(values, digits=2):
+    mean, stderr, n = stats.mean_stderr(values)
+    if n == 0:
+        return "-"
+    return f"{mean:.{digits}f}" if n < 2 else f"{mean:.{digits}f}+-{stderr:.{digits}f}"
+
+
+def gate(records):
+    """The validity gate of every (preset, mixture, steps) whose baseline ran: a list of dicts with
+    `preset`, `dataset`, `steps`, `seeds`, `hq` (seed mean), `threshold`, `passed`, and the
+    formatted `modes`, `hq_percent`, `reverse_kl` cells (mean +- standard error)."""
+    rows = []
+    for (preset, dataset, steps), settings in sorted(_groups(records).items()):
+        runs = settings.get(GATE_BASELINE)
+        if dataset not in GATE_HQ or not runs:
+            continue
+        finals = [r.get("final", {}) for r in runs.values()]
+        hq, _, n = stats.mean_stderr([f.get("hq_percent") for f in finals])
+        rows.append({"preset": preset, "dataset": dataset, "steps": steps, "seeds": len(runs), "hq": hq,
+                     "threshold": GATE_HQ[dataset], "passed": bool(n and hq >= GATE_HQ[dataset]),
+                     **{m: _cell([f.get(m) for f in finals], 1 if m == "hq_percent" else 2)
+                        for m in ("modes", "hq_percent", "reverse_kl")}})
+    return rows
+
+
+def gate_table(rows):
+    """(header, rows) of the gate beside PacGAN Table 1's GAN row."""
+    header = ["preset", "dataset", "steps", "baseline", "seeds", "modes", "HQ %", "rev-KL", "gate", "PacGAN GAN (modes, HQ %, rev-KL)"]
+    table = [[r["preset"], r["dataset"], str(r["steps"]), GATE_BASELINE, str(r["seeds"]), r["modes"], r["hq_percent"],
+              r["reverse_kl"], f"{'passed' if r['passed'] else 'FAILED'} (HQ >= {r['threshold']:g})",
+              ", ".join(PACGAN_GAN[r["dataset"]])] for r in rows]
+    return header, table
+
+
+def gate_warnings(rows):
+    """One warning line per failed gate (what `kgan compare` prints and marks its tables with)."""
+    return [f"the {r['preset']} {r['dataset']} comparison at {r['steps']} steps is not valid: its baseline "
+            f"({GATE_BASELINE}) reaches {r['hq']:.1f}% high-quality samples over {r['seeds']} seeds, below the "
+            f"gate's {r['threshold']:g}%: train longer (--steps)" for r in rows if not r["passed"]]
+
+
+def claims(records, confidence=0.95):
+    """Paired comparisons of `CLAIMS` on every benchmark with both settings: (header, rows), each
+    row the two settings' mean +- standard error, the mean paired difference with its bootstrap
+    interval, the pairs used and whether the setting is better, worse or not distinguishable."""
+    header = ["preset", "dataset", "steps", "metric", "setting", "against", "setting mean", "against mean",
+              "difference [95% CI]", "pairs", "verdict"]
+    rows = []
+    for (preset, dataset, steps), settings in sorted(_groups(records).items()):
+        for name, other in CLAIMS:
+            if name not in settings or other not in settings:
+                continue
+            seeds = sorted(set(settings[name]) & set(settings[other]))
+            for metric, higher in CLAIM_METRICS.get(dataset, ()):
+                a = [settings[name][s].get("final", {}).get(metric) for s in seeds]
+                b = [settings[other][s].get("final", {}).get(metric) for s in seeds]
+                result = stats.paired_bootstrap(a, b, confidence)
+                rows.append([preset, dataset, str(steps), metric, name, other, _cell(a), _cell(b),
+                             f"{result['diff']:+.3f} [{result['low']:+.3f}, {result['high']:+.3f}]", str(result["n"]),
+                             _claim_word(result, higher)])
+    return header, rows
+
+
+def _claim_word(result, higher_is_better):
+    if not result["significant"]:
+        return "no significant difference"
+    better = (result["diff"] > 0) == higher_is_better
+    return "better" if better else "worse"
+
+
+def stability(records):
+    """Per (preset, dataset, steps, setting): D's gradient-norm scale (seed mean of the run's mean
+    `d_grad_norm`), the oscillation index of the D and G losses (`stats.oscillation_index` of the
+    per-evaluation curve's last half; seed mean) and, on the mixtures, the steps to first reach
+    every mode at the gate's HQ threshold (seed mean over the seeds that reached it, and how many
+    did). (header, rows)."""
+    header = ["preset", "dataset", "steps", "setting", "D grad norm", "D loss oscillation", "G loss oscillation",
+              "steps to all modes at HQ threshold (reached)"]
+    rows = []
+    for (preset, dataset, steps), settings in sorted(_groups(records).items()):
+        for setting, runs in settings.items():
+            curves = [r.get("curves", {}) for r in runs.values()]
+            rows.append([preset, dataset, str(steps), setting,
+                         _cell([_mean(c.get("d_grad_norm")) for c in curves], 3),
+                         _cell([_oscillation(c.get("d_loss")) for c in curves], 3),
+                         _cell([_oscillation(c.get("g_loss")) for c in curves], 3),
+                         _time_to_quality(dataset, curves)])
+    return header, rows
+
+
+def _mean(curve):
+    values = [v for v in curve or () if v is not None and np.isfinite(v)]
+    return float(np.mean(values)) if values else None
+
+
+def _oscillation(curve):
+    if not curve or len(curve) < 2:
+        return None
+    try:
+        return stats.oscillation_index(curve)
+    except ValueError:
+        return None
+
+
+def _time_to_quality(dataset, curves):
+    if dataset not in GATE_HQ:
+        return "-"
+    reached = [stats.steps_to_quality(c["step"], c["modes"], c["hq_percent"], NUM_MODES[dataset], GATE_HQ[dataset])
+               for c in curves if c.get("step") and c.get("modes") and c.get("hq_percent")]
+    hits = [step for step in reached if step is not None]
+    return f"{_cell(hits, 0)} ({len(hits)}/{len(reached)})"
