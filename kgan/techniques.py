@@ -384,9 +384,10 @@ class Packing(Technique):
     the GAN is fed B * m real samples per critic update and its generator makes B * m fakes (its
     latents follow the real batch); the losses are D's on the B packed examples, the gradient
     penalty interpolates packed reals and packed fakes (one alpha per packed example), R1 takes
-    the packed reals. Augmentation and instance noise act on each sample before packing. The
-    generator is unchanged, so sampling and the export are. Packing holds no state and draws
-    nothing; a conditional GAN cannot pack (its labels are per sample).
+    the packed reals. Augmentation and instance noise act on each sample before packing (ADA's
+    r_t and its step count D's outputs: packed examples). The generator is unchanged, so
+    sampling and the export are. Packing holds no state and draws nothing; a conditional GAN
+    cannot pack (its labels are per sample).
 
     Args:
         m: the number of samples per packed example, an int >= 2.
