@@ -51,6 +51,8 @@ setting; the setting is then named `<loss>+<technique>`; `none` is the loss alon
     progressive           progressive growing 4x4 -> 8x8 (images)
     clip_grad_norm        gradient norms clipped to 1
     historical_averaging  historical averaging penalty, weight 0.01
+    pack2, pack4          PacGAN: D judges 2 (4) samples at once, the batch counted in packed
+                          examples (PacGAN2/PacGAN4 are minimax+pack2, minimax+pack4)
 
 Presets (kgan/presets.py):
     protocol         the controlled comparison, one optimiser for every loss, per dataset:

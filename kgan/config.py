@@ -135,6 +135,10 @@ class TrainConfig:
                                    help="clip each player's global gradient norm")
     historical_averaging: float = _field(0.0, TOOLBOX, resume=True, gan=True, low=0, metavar="WEIGHT",
                                          help="penalty WEIGHT * ||theta - mean of past theta||^2 for both players")
+    pack: int = _field(1, TOOLBOX, resume=True, gan=True, low=1, metavar="M",
+                       help="PacGAN (Lin et al. 2018): D judges M samples at once (points joined along the feature "
+                            "axis, images along the channels); --batch-size counts packed examples, so each D update "
+                            "sees batch x M real and batch x M generated samples; G is unchanged")
     # --- scale and survive (kgan/distribute.py) ----------------------------------------------------
     strategy: str = _field("default", SCALE, choices=names.STRATEGIES,
                            help="default: one device; mirrored: all GPUs (or --devices); multiworker: from "

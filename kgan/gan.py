@@ -20,8 +20,9 @@ bit) are small objects from `kgan.techniques`, one class each, that contribute t
 fixed points of the step (a discriminator-input transform, a loss term, a gradient transform,
 an after-update or end-of-step hook; see that module): class-conditional training
 (`num_classes`), differentiable augmentation of every discriminator input (`augment`), instance
-noise (`instance_noise`), feature matching (`feature_matching`), an exponential moving average
-of the generator's weights (`ema`, sampled from by `sampler`, `call` and `generate`), unrolled
+noise (`instance_noise`), PacGAN packing of those inputs (`pack`), feature matching
+(`feature_matching`), an exponential moving average of the generator's weights (`ema`, sampled
+from by `sampler`, `call` and `generate`), unrolled
 discriminator updates in the generator's loss (`unroll`), historical averaging
 (`historical_averaging`) and gradient-norm clipping (`clip_grad_norm`). Each technique makes its
 per-model scalars and its clipping replica-correct where it computes them.
@@ -44,7 +45,9 @@ class GAN(keras.Model):
     one generator update. Feed it batches of `d_steps * batch_size` examples (the data pipeline
     does); the step takes examples k, k + d_steps, k + 2 d_steps, ... for critic update k, which
     keeps the batches identical however the global batch is split across replicas. A
-    conditional GAN takes batches `(images, labels)`, the labels split like the images.
+    conditional GAN takes batches `(images, labels)`, the labels split like the images. With
+    `pack` m, batches hold `d_steps * batch_size * m` samples: critic update k's `batch_size * m`
+    samples make `batch_size` packed examples of m consecutive ones each.
 
     Stabilisation options (defaults off), each a `kgan.techniques` class whose docstring has the
     details:
@@ -84,6 +87,11 @@ class GAN(keras.Model):
     - `clip_grad_norm`: clip the global norm of each player's GLOBAL gradient to this value
       before the update (Pascanu et al. 2013, https://arxiv.org/abs/1211.5063),
       `GradientNormClipping`.
+    - `pack`: m >= 2 packs m samples into each discriminator input (PacGAN, Lin et al. 2018,
+      https://arxiv.org/abs/1712.04086), `Packing`: points joined along the feature axis,
+      images along the channel axis (D takes `m * C` channels); the batch counts packed
+      examples, so feed `d_steps * batch_size * m` samples per step (G then makes `m` fakes
+      per packed example). The penalty interpolates packed inputs; the generator is unchanged.
     - `historical_averaging`: weight of Salimans et al.'s historical-averaging penalty
       `weight * sum ||theta - mean_past(theta)||^2` in each player's loss,
       `HistoricalAveraging` (`d_historical`, `g_historical`).
@@ -120,6 +128,7 @@ class GAN(keras.Model):
         unroll_lr: the SGD learning rate (> 0) of `unroll_optimizer="sgd"`; None otherwise.
         clip_grad_norm: None, or the largest global gradient norm (> 0) of each update.
         historical_averaging: weight (>= 0) of the historical-averaging penalty; 0 disables it.
+        pack: samples per discriminator input (int >= 1; PacGAN's m); 1 disables it.
 
     Example:
 
@@ -163,6 +172,7 @@ class GAN(keras.Model):
             for name, value in technique.tracked().items():
                 setattr(self, name, value)
         self._conditional = self.technique("conditional")
+        self._packing = self.technique("pack")
         self.loss_fn = None
         self.penalty = None
         self.weight_clip = None
@@ -341,6 +351,8 @@ class GAN(keras.Model):
         """
         if labels is not None and getattr(self.penalty, "uses_fake", True):  # fakes of the real classes
             fake = self.generator(self._with_labels(z, labels), training=True)
+        if self._packing is not None:  # PacGAN: interpolate packed reals and packed fakes
+            real, fake = self._packing.transform(real), self._packing.transform(fake)
         penalty = self.penalty(self._critic(labels), real, fake, training=True)
         self.penalty_tracker.update_state(penalty)
         return penalty
@@ -432,12 +444,15 @@ class GAN(keras.Model):
 
         What D is trained on: augmented, then instance noise (a fresh draw). The penalty's
         interpolates (or reals) take the real batch's labels. Without input transforms or
-        labels, the discriminator itself.
+        labels, the discriminator itself. With packing, x is packed (the penalty interpolates
+        packed examples): its samples are unpacked, transformed each, and packed again.
         """
         if labels is None and not any(t.transforms_inputs for t in self.techniques):
             return self.discriminator
 
         def critic(x, training=True):
+            if self._packing is not None:
+                x = self._packing.unpack(x)
             return self.discriminator(self._d_inputs(x, labels), training=training)
 
         return critic

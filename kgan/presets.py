@@ -34,6 +34,8 @@ TECHNIQUES = {
     "progressive": ({"progressive": True}, ("stacked_digits", "digits")),
     "clip_grad_norm": ({"clip_grad_norm": 1.0}, None),
     "historical_averaging": ({"historical_averaging": 0.01}, None),
+    "pack2": ({"pack": 2}, None),
+    "pack4": ({"pack": 4}, None),
 }
 #: The datasets a compare grid may use.
 DATASETS = ("ring8", "grid25", "stacked_digits", "digits")

@@ -97,6 +97,9 @@ def _validate_toolbox(config):
                          f"got --unroll-optimizer {config.unroll_optimizer} --unroll-lr {config.unroll_lr}")
     if config.progressive and config.arch != "dcgan":
         raise UsageError("--progressive grows DCGAN networks: it cannot be combined with --arch resnet")
+    if config.pack > 1 and config.conditional:
+        raise UsageError(f"--pack {config.pack} cannot be combined with --conditional: D's labels are per sample, "
+                         "a packed example holds several (use --pack 1)")
 
 
 def check_output_paths(config):
@@ -145,7 +148,8 @@ def validate(config):
 
 
 def make_networks(config, data_shape, num_classes=None, total_steps=None, batch_norm=True):
-    """`(generator, discriminator)` for `config` (arch, toolbox layers, curriculum).
+    """`(generator, discriminator)` for `config` (arch, toolbox layers, curriculum; D takes
+    `--pack` samples per example).
 
     `batch_norm`: batch norm in a DCGAN-family D (off with a penalty: penalties are per example).
     """
@@ -161,7 +165,8 @@ def make_networks(config, data_shape, num_classes=None, total_steps=None, batch_
                 raise ValueError(f"--fade-steps ({fade}) must be <= the steps of a phase ({steps})")
             curriculum = progressive.Curriculum(phases, steps, fade)
             return (progressive_networks.progressive_generator(config.latent_dim, data_shape, curriculum),
-                    progressive_networks.progressive_discriminator(data_shape, curriculum, batch_norm=batch_norm,
+                    progressive_networks.progressive_discriminator(networks.packed_shape(data_shape, config.pack),
+                                                                   curriculum, batch_norm=batch_norm,
                                                                    spectral_norm=config.spectral_norm))
         return networks.build(
             data_shape,
@@ -172,6 +177,7 @@ def make_networks(config, data_shape, num_classes=None, total_steps=None, batch_
             self_attention=config.self_attention,
             minibatch_std=config.minibatch_std,
             num_classes=num_classes,
+            pack=config.pack,
         )
     except ValueError as error:
         raise UsageError(str(error)) from None
@@ -550,7 +556,9 @@ def _load_data(config):
     """The dataset and the steps of an epoch (--steps-per-epoch, else one pass over the data)."""
     dataset = data.load(config.dataset, data_dir=config.data_dir, image_size=config.image_size, seed=config.seed,
                         with_labels=config.conditional)
-    steps_per_epoch = config.steps_per_epoch or data.steps_per_epoch(dataset, config.batch_size, config.d_steps)
+    # A step's batch counts packed examples (--pack M): M samples each.
+    steps_per_epoch = config.steps_per_epoch or data.steps_per_epoch(dataset, config.batch_size * config.pack,
+                                                                     config.d_steps)
     return dataset, int(steps_per_epoch)
 
 
@@ -576,8 +584,9 @@ def _build_gan(config, dataset, steps_per_epoch, strategy, print_fn):
 
 def _pipeline(config, dataset, initial_epoch, steps_per_epoch):
     """The epoch-deterministic input: epoch e has the same batches whether or not the run was
-    interrupted; multi-worker shards it by example (the same batches as one worker)."""
-    pipeline = data.pipeline(dataset, config.batch_size, config.d_steps, seed=config.seed,
+    interrupted; multi-worker shards it by example (the same batches as one worker). With
+    --pack M a batch holds M samples per packed example (the GAN packs them in its step)."""
+    pipeline = data.pipeline(dataset, config.batch_size * config.pack, config.d_steps, seed=config.seed,
                              initial_epoch=initial_epoch, epochs=config.epochs,
                              steps_per_epoch=config.steps_per_epoch and steps_per_epoch)
     if config.strategy == "multiworker":  # shard by example, not by file

@@ -8,6 +8,7 @@ order, at one place:
     check_loss(loss_fn)            compile: refuse a loss the technique cannot work with
     on_compile(gan)                compile: state that needs the optimizers (unrolling's SGD)
     transform(x)                   every discriminator input: augmentation, then instance noise
+                                   (per sample), then PacGAN's packing
     before_generator_update(update)
                                    before G's tape: feature matching's real features
     fake_outputs(update, fake_inputs, outputs)
@@ -103,7 +104,8 @@ class Technique:
         name: the technique's name (`GAN.technique(name)` finds it).
         options: {`GAN` keyword argument: `Option`} this technique reads (`from_options`).
         transforms_inputs: True if `transform` changes D's inputs (a gradient penalty then
-            differentiates `D(transform(x))` rather than D itself).
+            differentiates `D(transform(x))` rather than D itself). Packing only rearranges
+            them: the penalty is taken on packed inputs, of D itself (`GAN._critic`).
         needs_global_gradient: True if `transform_gradients` needs the GLOBAL gradient and
             its norm (computed once per update, shared with `track_gradient_norms`).
     """
@@ -369,6 +371,75 @@ class InstanceNoise(Technique):
             lambda n: keras.random.normal((n, *x.shape[1:]), stddev=self.stddev, seed=self.seed_generator),
             ops.shape(x)[0])
         return x + ops.cast(noise, x.dtype)
+
+
+class Packing(Technique):
+    """PacGAN packing: the discriminator judges m samples at once, concatenated.
+
+    Lin et al. 2018, "PacGAN: The power of two samples in generative adversarial networks"
+    (https://arxiv.org/abs/1712.04086). Every discriminator input, real and generated, is a batch
+    of B packed examples, each m consecutive samples of a batch of B * m joined along the last
+    axis: the features of 2-D points (`[x1, y1, x2, y2]` for m = 2, PacGAN's `concatenate([G(z_1),
+    ..., G(z_m)], axis=1)`), the channels of images (sample 1's channels first, as PacDCGAN). So
+    the GAN is fed B * m real samples per critic update and its generator makes B * m fakes (its
+    latents follow the real batch); the losses are D's on the B packed examples, the gradient
+    penalty interpolates packed reals and packed fakes (one alpha per packed example), R1 takes
+    the packed reals. Augmentation and instance noise act on each sample before packing (ADA's
+    r_t and its step count D's outputs: packed examples). The generator is unchanged, so
+    sampling and the export are. Packing holds no state and draws nothing; a conditional GAN
+    cannot pack (its labels are per sample).
+
+    Args:
+        m: the number of samples per packed example, an int >= 2.
+    """
+
+    name = "pack"
+
+    options = {"pack": Option(1, int)}
+
+    @classmethod
+    def from_options(cls, options, generator, discriminator, seed):
+        if options["pack"] < 1:
+            raise ValueError(f"pack must be >= 1; got {options['pack']}")
+        if options["pack"] == 1:
+            return None
+        if options["num_classes"] is not None:
+            raise ValueError("pack (PacGAN) cannot be combined with a conditional GAN (num_classes): D's labels "
+                             "are per sample, a packed example holds several")
+        return cls(options["pack"])
+
+    def __init__(self, m):
+        if not int(m) >= 2:
+            raise ValueError(f"pack must be >= 1 (a Packing technique packs >= 2); got {m}")
+        self.m = int(m)
+
+    def transform(self, x):
+        """Samples [B * m, ..., C] -> packed examples [B, ..., m * C], m consecutive samples each."""
+        return pack(x, self.m)
+
+    def unpack(self, x):
+        """The inverse of `pack`: packed examples [B, ..., m * C] -> samples [B * m, ..., C]."""
+        return unpack(x, self.m)
+
+
+def pack(x, m):
+    """m consecutive samples of `x` [B * m, ..., C] joined on the last axis: [B, ..., m * C].
+
+    Points [B * m, F] -> [B, m * F] (sample 1's features first); images [B * m, H, W, C] ->
+    [B, H, W, m * C] (sample 1's channels first).
+    """
+    shape = tuple(x.shape[1:])
+    x = ops.reshape(x, (-1, m, *shape))
+    x = ops.transpose(x, (0, *range(2, len(shape) + 1), 1, len(shape) + 1))  # the m axis before C
+    return ops.reshape(x, (-1, *shape[:-1], m * shape[-1]))
+
+
+def unpack(x, m):
+    """The inverse of `pack`: [B, ..., m * C] -> [B * m, ..., C]."""
+    shape = tuple(x.shape[1:])
+    x = ops.reshape(x, (-1, *shape[:-1], m, shape[-1] // m))
+    x = ops.transpose(x, (0, len(shape), *range(1, len(shape)), len(shape) + 1))  # the m axis after B
+    return ops.reshape(x, (-1, *shape[:-1], shape[-1] // m))
 
 
 def feature_network(discriminator):
@@ -666,9 +737,10 @@ class GradientNormClipping(Technique):
 
 
 #: Every technique, in the order their hooks are called: labels; augmentation before instance
-#: noise (D's inputs); feature matching before unrolling (G's fake outputs) and before historical
-#: averaging (G's loss terms, summed in this order); EMA at the end of the step.
-TECHNIQUES = (ConditionalLabels, Augmentation, InstanceNoise, FeatureMatching, ExponentialMovingAverage,
+#: noise, then packing (D's inputs: each sample transformed, then packed); feature matching before
+#: unrolling (G's fake outputs) and before historical averaging (G's loss terms, summed in this
+#: order); EMA at the end of the step.
+TECHNIQUES = (ConditionalLabels, Augmentation, InstanceNoise, Packing, FeatureMatching, ExponentialMovingAverage,
               Unrolling, HistoricalAveraging, GradientNormClipping)
 #: {GAN keyword argument: `Option`} of all techniques.
 OPTIONS = {name: option for technique in TECHNIQUES for name, option in technique.options.items()}

@@ -1,4 +1,5 @@
-"""kgan.distribute: strategies by name, and 2 replicas == 1 replica (weights, logged losses).
+"""kgan.distribute: strategies by name, and 2 replicas == 1 replica (weights, logged losses),
+PacGAN packing included.
 
 The equivalence runs in ONE subprocess (`python -m tests.test_distribute`): the CPU must be split
 into 2 logical devices before TensorFlow initialises, which the pytest process has long done.
@@ -24,7 +25,11 @@ CASES = {
     "wgan_gp": ("wasserstein", 10.0, None, 1, False),
     "wgan_clip_d5": ("wasserstein", None, 0.01, 5, False),
     "non_saturating_sync_bn": ("non_saturating", None, None, 1, True),
+    "wgan_gp_pack2": ("wasserstein", 10.0, None, 1, False),
+    "non_saturating_sync_bn_pack2": ("non_saturating", None, None, 1, True),
 }
+#: PacGAN's m of the packed cases (1 for the others): the data holds m samples per example.
+PACK = {"wgan_gp_pack2": 2, "non_saturating_sync_bn_pack2": 2}
 STEPS, BATCH, LATENT = 3, 8, 16
 
 
@@ -36,16 +41,17 @@ def _train(strategy, case, images):
     from kgan import distribute, gan, networks, penalties
 
     loss, gp, clip, d_steps, sync_bn = CASES[case]
+    pack = PACK.get(case, 1)
     keras.utils.set_random_seed(0)
     with strategy.scope():
         if sync_bn:  # the DCGAN pair, batch norm in G and D, synchronised across replicas
-            generator, discriminator = networks.build(images.shape[1:], LATENT, batch_norm=True)
+            generator, discriminator = networks.build(images.shape[1:], LATENT, batch_norm=True, pack=pack)
             distribute.synchronize_batch_norm(generator)
             distribute.synchronize_batch_norm(discriminator)
         else:  # batch-norm-free MLPs: per-replica batch statistics would differ from the global's
             generator = networks.mlp_generator(LATENT, images.shape[1], units=32, num_layers=2, batch_norm=False)
-            discriminator = networks.mlp_discriminator(images.shape[1], units=32, num_layers=2)
-        model = gan.GAN(generator, discriminator, d_steps=d_steps, seed=0)
+            discriminator = networks.mlp_discriminator(images.shape[1] * pack, units=32, num_layers=2)
+        model = gan.GAN(generator, discriminator, d_steps=d_steps, seed=0, pack=pack)
         model.compile(
             keras.optimizers.Adam(1e-2), keras.optimizers.Adam(1e-2), loss=loss,
             penalty=penalties.GradientPenalty(gp, seed=1) if gp else None, weight_clip=clip,
@@ -57,7 +63,7 @@ def _train(strategy, case, images):
             v.assign(rng.normal(0, 0.05, v.shape).astype(v.dtype) if clip is None else
                      rng.uniform(-clip, clip, v.shape).astype(v.dtype))
     initial = [np.asarray(v.numpy()) for v in model.generator.weights + model.discriminator.weights]
-    data = tf.data.Dataset.from_tensor_slices(images).batch(BATCH * d_steps, drop_remainder=True)
+    data = tf.data.Dataset.from_tensor_slices(images).batch(BATCH * d_steps * pack, drop_remainder=True)
     history = model.fit(data, epochs=1, verbose=0, shuffle=False).history
     weights = [np.asarray(v.numpy()) for v in model.generator.weights + model.discriminator.weights]
     change = max(float(np.abs(a - b).max()) for a, b in zip(weights, initial, strict=True))
@@ -73,9 +79,9 @@ def compare(cases):
 
     results = {}
     for case in cases:
-        d_steps = CASES[case][3]
+        d_steps, pack = CASES[case][3], PACK.get(case, 1)
         shape = (8, 8, 1) if CASES[case][4] else (2,)
-        images = np.random.default_rng(0).uniform(-1, 1, (STEPS * BATCH * d_steps, *shape)).astype("float32")
+        images = np.random.default_rng(0).uniform(-1, 1, (STEPS * BATCH * d_steps * pack, *shape)).astype("float32")
         w1, h1, s1, change = _train(tf.distribute.get_strategy(), case, images)
         w2, h2, s2, _ = _train(two, case, images)
         results[case] = {
@@ -92,7 +98,7 @@ def equivalence():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run(
         [sys.executable, "-m", "tests.test_distribute", *CASES], cwd=ROOT, env=env,
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -38,6 +38,13 @@ def attention_resolutions(image_shape, arch="dcgan"):
     return (dcgan if arch == "dcgan" else resnet).attention_resolutions(tuple(image_shape))
 
 
+def packed_shape(data_shape, pack=1):
+    """The shape of a PacGAN-packed example of `pack` samples of shape `data_shape`: the last
+    axis (features of points, channels of images) `pack` times longer."""
+    data_shape = tuple(data_shape)
+    return (*data_shape[:-1], data_shape[-1] * int(pack))
+
+
 def build(
     data_shape,
     latent_dim,
@@ -47,6 +54,7 @@ def build(
     self_attention=None,
     minibatch_std=False,
     num_classes=None,
+    pack=1,
 ):
     """Returns `(generator, discriminator)` suited to data of shape `data_shape` (no batch axis).
 
@@ -72,6 +80,8 @@ def build(
             `[latent, labels]` and uses class-conditional batch norm, D takes
             `[images, labels]` and is a projection discriminator (labels int32 [B], input
             name "labels"). Not available for the MLP pair.
+        pack: PacGAN's m (int >= 1): D takes packed examples of `pack` samples,
+            `packed_shape(data_shape, pack)` (see `kgan.techniques.Packing`); G is unchanged.
 
     Returns:
         `(generator, discriminator)`: G outputs float32 (tanh in [-1, 1] for images, linear for
@@ -94,7 +104,8 @@ def build(
             raise ValueError("self_attention needs feature maps: not available for vector data (the MLP pair)")
         return (
             mlp_generator(latent_dim, data_shape[0]),
-            mlp_discriminator(data_shape[0], spectral_norm=bool(spectral_norm), minibatch_std=minibatch_std),
+            mlp_discriminator(data_shape[0] * int(pack), spectral_norm=bool(spectral_norm),
+                              minibatch_std=minibatch_std),
         )
     if len(data_shape) == 3:
         valid = attention_resolutions(data_shape, arch)
@@ -104,7 +115,7 @@ def build(
             return (
                 resnet_generator(latent_dim, data_shape, **options),
                 resnet_discriminator(
-                    data_shape,
+                    packed_shape(data_shape, pack),
                     spectral_norm=True if spectral_norm is None else spectral_norm,
                     minibatch_std=minibatch_std,
                     **options,
@@ -113,7 +124,7 @@ def build(
         return (
             dcgan_generator(latent_dim, data_shape, **options),
             dcgan_discriminator(
-                data_shape,
+                packed_shape(data_shape, pack),
                 batch_norm=batch_norm,
                 spectral_norm=bool(spectral_norm),
                 minibatch_std=minibatch_std,
@@ -138,6 +149,7 @@ __all__ = [
     "dcgan_generator",
     "mlp_discriminator",
     "mlp_generator",
+    "packed_shape",
     "resnet_discriminator",
     "resnet_generator",
 ]

@@ -1,4 +1,4 @@
-"""DCGAN generator and discriminator sized from the image shape (8x8 up to 64x64, 1 or 3 channels).
+"""DCGAN generator and discriminator sized from the image shape (8x8 up to 64x64, any channels).
 
 Radford et al., "Unsupervised Representation Learning with Deep Convolutional GANs", 2016
 (https://arxiv.org/abs/1511.06434): strided convolutions instead of pooling, batch norm, ReLU in
@@ -27,8 +27,8 @@ def _num_doublings(image_shape, family="DCGAN"):
     height, width, channels = image_shape
     if height != width or height not in SIZES:
         raise ValueError(f"{family} networks take square images of size {SIZES}; got {height}x{width}")
-    if channels not in (1, 3):
-        raise ValueError(f"{family} networks take 1 or 3 channels; got {channels}")
+    if channels < 1:  # images have 1 or 3; a PacGAN discriminator's packed examples m times that
+        raise ValueError(f"{family} networks take images of >= 1 channels; got {channels}")
     return int(math.log2(height // 4))
 
 
@@ -117,7 +117,7 @@ def dcgan_discriminator(
     """Returns a DCGAN discriminator: images [B, H, W, C] -> logits [B, 1] (float32).
 
     Args:
-        image_shape: (H, W, C), H = W in 8..64.
+        image_shape: (H, W, C), H = W in 8..64 (C: m times the images' with PacGAN's packing).
         base_filters: channels of the first convolution; doubled at each halving.
         batch_norm: batch norm after every convolution but the first. Turn it off with a
             gradient penalty (the penalty is per example; batch norm mixes examples).

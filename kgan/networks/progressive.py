@@ -147,7 +147,7 @@ def progressive_discriminator(
     (the `"features"` layer, for feature matching) and a dense logit.
 
     Args:
-        image_shape: (H, W, C), H = W in 8..64, C in (1, 3).
+        image_shape: (H, W, C), H = W in 8..64, C in (1, 3), times m with PacGAN's packing.
         curriculum: the `kgan.progressive.Curriculum` shared with the generator.
         base_filters: channels at H / 2, doubled at each halving (DCGAN's widths).
         batch_norm: batch norm after every strided convolution but the one on the full-

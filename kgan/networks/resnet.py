@@ -1,4 +1,4 @@
-"""SNGAN ResNet generator and critic (8x8 up to 64x64, 1 or 3 channels).
+"""SNGAN ResNet generator and critic (8x8 up to 64x64, any channels).
 
 Miyato, Kataoka, Koyama & Yoshida, "Spectral Normalization for Generative Adversarial
 Networks", 2018 (https://arxiv.org/abs/1802.05957), Table 4 (CIFAR-10 ResNet), as in the
@@ -158,7 +158,7 @@ def resnet_discriminator(
     """Returns the SNGAN ResNet critic: images [B, H, W, C] -> logits [B, 1] (float32).
 
     Args:
-        image_shape: (H, W, C), H = W in 8..64, C in (1, 3).
+        image_shape: (H, W, C), H = W in 8..64 (C: m times the images' with PacGAN's packing).
         filters: width of every block (SNGAN CIFAR-10: 128).
         spectral_norm: spectral normalisation on every convolution and dense layer (SNGAN). The
             critic has no batch norm, so it suits per-example gradient penalties either way.
