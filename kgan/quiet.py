@@ -19,11 +19,12 @@ def quiet_stderr():
 
 
 def import_tensorflow_quietly():
-    """Imports TensorFlow and Keras without their start-up log, unless the user set the level."""
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+    """Imports TensorFlow and Keras without their start-up log, unless the user asked for it with
+    TF_CPP_MIN_LOG_LEVEL=0. (TensorFlow 2.21 prints its oneDNN and CUDA lines through absl before
+    it reads the level, so a level the user set to 1-3 does not silence them: stderr does.)"""
+    if os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3") == "0":
         import tensorflow  # noqa: F401
         return
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     with quiet_stderr():
         import keras  # noqa: F401
         import tensorflow  # noqa: F401

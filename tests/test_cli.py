@@ -79,6 +79,18 @@ def test_offline_tfds_dataset_exits_2_with_one_line(capsys, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("level", ["3", None])
+def test_a_bad_flag_is_one_line_on_stderr_whatever_the_log_level(level, tmp_path):
+    """TensorFlow 2.21 prints its start-up lines before it reads TF_CPP_MIN_LOG_LEVEL: a user who
+    set the level (as tests and scripts do) still gets the error alone. `python -m kgan` works."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env.update({} if level is None else {"TF_CPP_MIN_LOG_LEVEL": level})
+    result = subprocess.run([sys.executable, "-m", "kgan", "train", "--dataset", "ring8", "--pack", "0", "--dry-run"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "kgan train: error: --pack must be >= 1; got 0\n"
+
+
 @pytest.mark.slow
 def test_train_py_end_to_end_and_a_tensorflow_only_process_serves_the_export(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
