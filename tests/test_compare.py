@@ -482,3 +482,24 @@ def test_ray_address_joins_a_cluster_started_with_ray_start(tmp_path):
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(head.pid, signal.SIGKILL)
+
+
+def _append_many(path, worker):
+    for i in range(150):
+        compare.append_result(path, {"key": f"w{worker}/{i}", "curves": {"step": list(range(3000))}})
+
+
+def test_two_processes_appending_to_one_results_file_never_tear_a_line(tmp_path):
+    """Two compares on disjoint grids may share a results file: each row is one O_APPEND write."""
+    import multiprocessing
+
+    path = str(tmp_path / "results.jsonl")
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_append_many, args=(path, w)) for w in (0, 1)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    rows = [json.loads(line) for line in open(path)]  # every line parses
+    assert sorted(r["key"] for r in rows) == sorted(f"w{w}/{i}" for w in (0, 1) for i in range(150))
+    assert all(len(r["curves"]["step"]) == 3000 for r in rows)  # ~17 KB a line, more than a pipe's atomic write
