@@ -824,24 +824,32 @@ def write_plots(records, out_dir, samples_dir=None):
             figure.savefig(path, dpi=80)
             plt.close(figure)
             paths.append(path)
-        metric, _ = MAIN_METRIC[dataset]
-        figure, ax = plt.subplots(figsize=(7, 4.5))
-        for s in _ordered_settings([groups[k][0] for k in groups if k[:3] == (preset, dataset, steps)]):
-            x, y = _mean_curve(groups[(preset, dataset, steps, s)], metric)
-            if x is not None:
-                ax.plot(x, y, label=s)
-        ax.set_title(f"{dataset}: {_label(metric)} over training ({preset})")
-        ax.set_xlabel("generator step")
-        if ax.lines:
-            ax.legend(fontsize="x-small", ncol=2)
-        path = os.path.join(out_dir, f"{_label(metric)}-over-training-{suffix}.png")
-        figure.tight_layout()
-        figure.savefig(path, dpi=80)
-        plt.close(figure)
-        paths.append(path)
+        settings = _ordered_settings([groups[k][0] for k in groups if k[:3] == (preset, dataset, steps)])
+        # The main metric over training and, on the mixtures, the high-quality share the gate reads.
+        for metric in (MAIN_METRIC[dataset][0], *(("hq_percent",) if dataset in MIXTURES else ())):
+            paths.append(_curve_plot(plt, [(s, groups[(preset, dataset, steps, s)]) for s in settings], metric,
+                                     f"{dataset}: {_label(metric)} over training ({preset})",
+                                     os.path.join(out_dir, f"{_label(metric)}-over-training-{suffix}.png")))
         if samples_dir:
             paths += _sample_panels(groups, preset, dataset, steps, samples_dir, out_dir, suffix, plt)
     return paths
+
+
+def _curve_plot(plt, groups, metric, title, path):
+    """One figure: `metric`'s seed-mean curve of each (setting, records) in `groups`."""
+    figure, ax = plt.subplots(figsize=(7, 4.5))
+    for setting, records in groups:
+        x, y = _mean_curve(records, metric)
+        if x is not None:
+            ax.plot(x, y, label=setting)
+    ax.set_title(title)
+    ax.set_xlabel("generator step")
+    if ax.lines:
+        ax.legend(fontsize="x-small", ncol=2)
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+    return path
 
 
 def _sample_panels(groups, preset, dataset, steps, samples_dir, out_dir, suffix, plt):

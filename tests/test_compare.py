@@ -102,8 +102,8 @@ def test_quick_compare_writes_tables_and_plots(quick_compare):
     assert all(len(r["curves"]["step"]) == 2 and "d_grad_norm" in r["curves"] for r in records)
     assert (tmp_path / "mixtures-recommended-40steps.md").exists()
     pngs = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert pngs == ["fig1-3-recommended-ring8-40steps.png", "modes_captured-over-training-recommended-ring8-40steps.png",
-                    "samples-recommended-ring8-40steps.png"]
+    assert pngs == ["fig1-3-recommended-ring8-40steps.png", "high_quality_percent-over-training-recommended-ring8-40steps.png",
+                    "modes_captured-over-training-recommended-ring8-40steps.png", "samples-recommended-ring8-40steps.png"]
     for name in pngs:
         with Image.open(tmp_path / name) as image:
             image.load()
