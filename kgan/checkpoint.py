@@ -49,6 +49,125 @@ def weights_bytes(gan):
     return int(sum(np.prod(v.shape) * np.dtype(v.dtype).itemsize for v in variables)) + 2**16
 
 
+class WeightsWriter:
+    """Writes `model.save_weights(path)`'s file, the same file, in a fraction of its time.
+
+    Keras' `save_weights` walks the model's object tree on every call (`dir()` of every layer
+    and optimizer) and reads each variable with its own eager op. The writer lets Keras walk
+    once, with a store that records what it would write (`make(path, metadata)` and
+    `store[key] = value`, in order), and then replays that record into Keras' own `H5IOStore`
+    on every call, with all the variables' values read by one graph call: the groups, names,
+    keys, dtypes and values are those `save_weights` writes, so `load_weights` reads the file
+    as before (tests/test_checkpoint.py compares the two files).
+
+    The record is made again when the model's variables change (another object, a lazily
+    built optimizer). Where the record cannot name a variable for every value (a layer that
+    stores computed arrays), and under a multi-replica strategy, it calls `save_weights`.
+    """
+
+    def __init__(self):
+        self._model = None
+        self._key = None
+        self._record = None  # [("make", path, metadata) or ("set", key, variable index)], or None
+        self._read = None
+
+    def __call__(self, model, path):
+        if self._model is not model or self._key != _variables_key(model):
+            self._model, self._key = model, _variables_key(model)
+            self._record, self._read = _record_save_weights(model)
+        if self._record is None:
+            model.save_weights(path)
+            return
+        self.write(path, [np.asarray(value) for value in self._read()])
+
+    def write(self, path, values):
+        """Replays the record into a new `.weights.h5` at `path`, with `values` by variable index."""
+        from keras.src.saving import saving_lib
+
+        store = saving_lib.H5IOStore(path, mode="w")
+        try:
+            for event, first, second in self._record:
+                if event == "make":
+                    store.make(first, metadata=second)
+                else:
+                    store[first] = values[second]
+        finally:
+            store.close()
+
+
+def _variables_key(model):
+    """What the record of `save_weights` depends on: the model's and its optimizers' variables."""
+    optimizers = [getattr(model, name, None) for name in ("optimizer", "d_optimizer", "g_optimizer")]
+    return tuple(id(v) for v in model.variables) + tuple(
+        id(v) for o in optimizers if o is not None for v in o.variables)
+
+
+def _recording_store(saving_lib):
+    """A Keras `H5IOStore` (in write mode) that records `make` and `store[key] = value` calls
+    instead of writing a file: `_save_state` accepts only that type."""
+
+    class Recording(saving_lib.H5IOStore):
+        def __init__(self):  # no file
+            self.events = []
+            self._path = None
+
+        def __bool__(self):
+            return True
+
+        def make(self, path, metadata=None):
+            self._path = path
+            self.events.append(("make", path, metadata))
+            return self
+
+        def __setitem__(self, key, value):
+            self.events.append(("set", key, (self._path, value)))
+
+    return Recording()
+
+
+def _record_save_weights(model):
+    """(record, read): `save_weights`' writes by variable index and a graph call reading those
+    variables, or (None, None) when the fast path does not apply."""
+    import tensorflow as tf
+
+    try:
+        from keras.src.saving import saving_lib
+    except ImportError:  # pragma: no cover - another Keras layout
+        return None, None
+    if model.distribute_strategy.num_replicas_in_sync != 1 or not model.built:
+        return None, None
+    recording = _recording_store(saving_lib)
+    saving_lib._save_state(model, weights_store=recording, assets_store=None, inner_path="",
+                           visited_saveables=set())
+    variables, record = [], []
+    for event, first, second in recording.events:
+        if event == "set":
+            variable = _source_variable(model, *second, first)
+            if variable is None:
+                return None, None
+            variables.append(variable)
+            second = len(variables) - 1
+        record.append((event, first, second))
+    read = tf.function(lambda: [v.value for v in variables], autograph=False)
+    return record, read
+
+
+def _source_variable(model, path, value, key):
+    """The variable `save_weights` stored as `value` under `<path>/vars/<key>`, or None."""
+    if isinstance(value, keras.Variable):
+        return value
+    # Keras optimizers store `self.variables[i].numpy()`: find the optimizer by its path.
+    owner = model
+    for name in filter(None, path.split("/")):
+        owner = getattr(owner, name, None)
+    if not isinstance(owner, keras.optimizers.Optimizer) or not key.isdigit() or int(key) >= len(owner.variables):
+        return None
+    variable = owner.variables[int(key)]
+    current = keras.ops.convert_to_numpy(variable)
+    same = current.shape == np.shape(value) and current.dtype == np.asarray(value).dtype
+    return variable if same and np.array_equal(current, value) else None
+
+
 def all_finite(variables):
     """True when every value of every variable is finite (no NaN, no Inf)."""
     return all(np.isfinite(np.asarray(keras.ops.convert_to_numpy(v.value))).all() for v in variables)
@@ -68,6 +187,7 @@ class Checkpoints:
         self.directory = directory
         self.keep = int(keep)
         self.write = write
+        self._write_weights = WeightsWriter()
 
     def list(self):
         """Complete checkpoints, oldest first, as (epoch, path)."""
@@ -107,7 +227,7 @@ class Checkpoints:
         found = self.list()
         expected = atomic.size(found[-1][1]) if found else weights_bytes(gan)
         with atomic.path(final, directory=True, expected_bytes=expected) as staging:
-            gan.save_weights(os.path.join(staging, WEIGHTS))
+            self._write_weights(gan, os.path.join(staging, WEIGHTS))
             atomic.write_json(state, os.path.join(staging, STATE))
         for _, old in self.list()[: -self.keep]:
             shutil.rmtree(old, ignore_errors=True)
@@ -192,7 +312,8 @@ class CheckpointCallback(keras.callbacks.Callback):
     Args:
         checkpoints: a `Checkpoints`.
         every: epochs between checkpoints (>= 1).
-        guard: optional `DivergenceGuard`; nothing is saved once it has fired.
+        guard: optional `DivergenceGuard`; nothing is saved once it has fired. Listed before
+            this callback, its check of the epoch's weights stands for this callback's own.
         extra: dict stored in each `state.json` (e.g. the run's config).
         history: the record of the epochs before this `fit` ({"loss": [...], ...}), from the
             checkpoint resumed; each epoch's logs are appended and stored in `state.json`.
@@ -229,7 +350,8 @@ class CheckpointCallback(keras.callbacks.Callback):
             return
         if self.guard is not None and self.guard.diverged:
             return
-        if not all_finite(self.model.weights):
+        checked = self.guard is not None and self.guard.checked_epoch == epoch  # this epoch's weights: finite
+        if not checked and not all_finite(self.model.weights):
             return  # the guard (if any) reports it; a broken state is never saved
         seconds = self.seconds + time.time() - (self._start or time.time())
         self.last_saved = self.checkpoints.save(self.model, done, {
@@ -259,6 +381,7 @@ class DivergenceGuard(keras.callbacks.Callback):
         self.steps_per_epoch = int(steps_per_epoch)
         self.step_log = step_log
         self.diverged = None
+        self.checked_epoch = None  # the last epoch whose weights were all found finite
         self._epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -288,6 +411,7 @@ class DivergenceGuard(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         import tensorflow as tf  # kgan.checkpoint itself stays importable without it
 
+        self.checked_epoch = None
         weights = list(self.model.weights)
         # One graph call per epoch: the index of the first non-finite weight, or -1.
         self._first_bad = tf.function(lambda: _first_non_finite(weights))
@@ -299,6 +423,8 @@ class DivergenceGuard(keras.callbacks.Callback):
         index = int(self._first_bad())
         if index >= 0:
             self._fire((epoch + 1) * self.steps_per_epoch, f"weight {self._weights[index].path}", "non-finite")
+        else:
+            self.checked_epoch = epoch
 
 
 def _first_non_finite(variables):

@@ -495,10 +495,12 @@ class GAN(keras.Model):
             labels = self._conditional.sampling_labels(n, labels)
         elif labels is not None:
             raise ValueError("labels are for a conditional GAN (num_classes); this GAN is unconditional")
+        if getattr(self, "_sample", None) is None:  # one graph call per batch (eager: one call per layer)
+            self._sample = tf.function(lambda inputs: self.sampler(inputs, training=False), reduce_retracing=True)
         outputs = []
         for i in range(0, n, batch_size):
             inputs = self._with_labels(z[i : i + batch_size], None if labels is None else labels[i : i + batch_size])
-            outputs.append(ops.convert_to_numpy(ops.cast(self.sampler(inputs, training=False), "float32")))
+            outputs.append(ops.convert_to_numpy(ops.cast(self._sample(inputs), "float32")))
         return np.concatenate(outputs, axis=0)
 
     def get_config(self):

@@ -236,15 +236,16 @@ def _inject(monkeypatch, point):
             handle.write(b"partial")
 
     if point in ("checkpoint weights", "run weights"):
-        original = keras.Model.save_weights
+        from kgan import checkpoint
 
-        def save_weights(self, filepath, *args, **kwargs):
-            if ("epoch-" in str(filepath)) == (point == "checkpoint weights"):
-                partial(filepath)
-                raise _enospc(filepath)
-            return original(self, filepath, *args, **kwargs)
+        def fail(*args, **kwargs):  # (model, filepath) or (writer, model, filepath)
+            partial(args[-1])
+            raise _enospc(args[-1])
 
-        monkeypatch.setattr(keras.Model, "save_weights", save_weights)
+        # Checkpoints write their weights with kgan.checkpoint.WeightsWriter, the run folder with save_weights.
+        owner, name = (checkpoint.WeightsWriter, "__call__") if point == "checkpoint weights" else (
+            keras.Model, "save_weights")
+        monkeypatch.setattr(owner, name, fail)
     elif point in ("checkpoint state.json", "config.json"):
         original = json_module.dump
         wanted = "state.json" if point == "checkpoint state.json" else "config.json"
@@ -308,16 +309,14 @@ def test_4_a_checkpoint_that_cannot_fit_is_refused_before_hdf5_starts_writing(ru
     # save_weights; so the free space is checked against the last checkpoint's size first.
     import collections
 
-    import keras
-
-    from kgan import atomic
+    from kgan import atomic, checkpoint
 
     usage = collections.namedtuple("usage", "total used free")
     monkeypatch.setattr(atomic.shutil, "disk_usage", lambda path: usage(2**30, 2**30 - 1000, 1000))
     calls = []
-    original = keras.Model.save_weights
-    monkeypatch.setattr(keras.Model, "save_weights", lambda self, path, *a, **k: calls.append(path) or original(
-        self, path, *a, **k))
+    original = checkpoint.WeightsWriter.__call__
+    monkeypatch.setattr(checkpoint.WeightsWriter, "__call__", lambda self, model, path: calls.append(path) or original(
+        self, model, path))
     before = hashes(run1 / "sm", run1 / "ck")
     code, _, err = run_main(train_argv(run1, "r", 2), capsys)
     assert code == 1 and calls == []
@@ -621,18 +620,23 @@ quiet.import_tensorflow_quietly()
 import keras
 
 marker, where = os.environ["KGAN_TEST_MARKER"], os.environ["KGAN_TEST_PAUSE"]
-original = keras.Model.save_weights
+from kgan import checkpoint as kcheckpoint
+
 count = [0]
 
-def save_weights(self, filepath, *args, **kwargs):
-    original(self, filepath, *args, **kwargs)  # the weights are written, the state.json not yet
-    checkpoint = "epoch-" in str(filepath)
-    count[0] += checkpoint
-    if (where == "checkpoint" and checkpoint and count[0] == 2) or (where == "run folder" and not checkpoint):
-        open(marker, "w").close()
-        time.sleep(60)
 
-keras.Model.save_weights = save_weights
+def pausing(original, checkpoint):
+    def save_weights(self, *args, **kwargs):
+        original(self, *args, **kwargs)  # the weights are written, the state.json not yet
+        count[0] += checkpoint
+        if (where == "checkpoint" and checkpoint and count[0] == 2) or (where == "run folder" and not checkpoint):
+            open(marker, "w").close()
+            time.sleep(60)
+    return save_weights
+
+
+keras.Model.save_weights = pausing(keras.Model.save_weights, False)  # the run folder's
+kcheckpoint.WeightsWriter.__call__ = pausing(kcheckpoint.WeightsWriter.__call__, True)  # the checkpoints'
 cli.main(sys.argv[1:])
 """
 

@@ -126,6 +126,13 @@ def test_generate_is_seeded_and_call_runs_the_generator():
     np.testing.assert_allclose(model(z).numpy(), model.generator(z, training=False).numpy())
 
 
+def test_generate_runs_the_generator_in_a_graph_with_the_eager_call_s_bits():
+    model = tiny_gan()
+    z = keras.random.normal((300, 16), seed=1)
+    eager = np.concatenate([model.generator(z[i:i + 256], training=False).numpy() for i in (0, 256)])
+    np.testing.assert_array_equal(model.generate(300, seed=1), eager)
+
+
 def test_get_config_round_trip():
     model = tiny_gan(d_steps=3, instance_noise=0.1)
     config = model.get_config()

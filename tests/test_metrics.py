@@ -191,6 +191,23 @@ def test_kid_subsets_average_the_unbiased_estimator():
     assert abs(result["mean"] - full) < 4 * result["std"]
 
 
+def test_a_kid_reference_gives_the_same_bits_and_computes_its_subsets_terms_once(monkeypatch):
+    from kgan.metrics import kernel
+
+    a = _random_activations(400, 16, seed=12).astype("float32")
+    reference = metrics.KernelReference(a)
+    calls = []
+    within = kernel._within
+    monkeypatch.setattr(kernel, "_within", lambda x: calls.append(len(x)) or within(x))
+    for shift in (0.1, 0.2):
+        b = _random_activations(300, 16, seed=13, shift=shift).astype("float32")
+        for subset_size, num_subsets in ((100, 20), (1000, 1)):
+            assert metrics.kernel_inception_distance(reference, b, subset_size, num_subsets, seed=3) == (
+                metrics.kernel_inception_distance(a, b, subset_size, num_subsets, seed=3))
+    # Plain arrays: both sets' terms in every call; the reference's: once, for both b.
+    assert calls.count(100) == 2 * (20 + 20) + (20 + 2 * 20) and calls.count(400) == 2 + 1
+
+
 def test_kid_is_unbiased_near_zero_for_one_distribution():
     a = _random_activations(1000, 8, seed=14)
     # Two halves of one sample: the unbiased estimate straddles 0 (it can be negative).

@@ -272,6 +272,7 @@ class Classifier(FeatureExtractor):
             model.input, [model.get_layer("features").output, model.output]
         )
         self.input_shape = tuple(int(s) for s in model.inputs[0].shape[1:])
+        self._call = None
         self.feature_dim = int(self._both.outputs[0].shape[-1])
         self.num_classes = int(self._both.outputs[1].shape[-1])
         self.label = (
@@ -287,7 +288,12 @@ class Classifier(FeatureExtractor):
                 f", got {list(batch.shape)}: load it with image_size={batch.shape[1]} "
                 "(kgan.metrics.load_classifier) to score images of that size."
             )
-        features, logits = self._both(batch, training=False)
+        if self._call is None:  # one graph call per batch (eager: one call per layer), any batch size
+            import tensorflow as tf
+
+            spec = tf.TensorSpec([None, *self.input_shape], "float32")
+            self._call = tf.function(lambda images: self._both(images, training=False), input_signature=[spec])
+        features, logits = self._call(batch)
         return np.asarray(features), np.asarray(logits)
 
     def describe(self):

@@ -14,7 +14,22 @@ from kgan.metrics._validation import (
 )
 
 
-def polynomial_mmd2_unbiased(x, y):
+def _kernel(x, y):
+    """k(x_i, y_j) = (x_i . y_j / d + 1)^3 for all pairs, `[m, n]` (in place: one [m, n] array)."""
+    k = x @ y.T
+    k /= x.shape[1]
+    k += 1.0
+    return np.power(k, 3, out=k)
+
+
+def _within(x):
+    """sum_{i != j} k(x_i, x_j) / (m (m - 1)): one set's term of MMD^2_u."""
+    m = x.shape[0]
+    k_xx = _kernel(x, x)
+    return (k_xx.sum() - np.trace(k_xx)) / (m * (m - 1))
+
+
+def polynomial_mmd2_unbiased(x, y, x_term=None):
     """Unbiased MMD^2 between two samples with k(u, v) = (u.v / d + 1)^3.
 
     MMD^2_u = sum_{i != j} k(x_i, x_j) / (m (m - 1)) + sum_{i != j} k(y_i, y_j) / (n (n - 1))
@@ -23,6 +38,7 @@ def polynomial_mmd2_unbiased(x, y):
     Args:
         x: `[m, d]`, m >= 2 (computed in float64).
         y: `[n, d]`, n >= 2.
+        x_term: the first term for this `x`, if already known (`KernelReference`).
 
     Returns:
         The estimate as a Python float.
@@ -34,14 +50,38 @@ def polynomial_mmd2_unbiased(x, y):
     x = as_activations(x, "x", min_samples=2)
     y = as_activations(y, "y", min_samples=2)
     check_same_features(x, y, "x", "y")
-    m, d = x.shape
-    n = y.shape[0]
-    k_xx = (x @ x.T / d + 1.0) ** 3
-    k_yy = (y @ y.T / d + 1.0) ** 3
-    k_xy = (x @ y.T / d + 1.0) ** 3
-    term_xx = (k_xx.sum() - np.trace(k_xx)) / (m * (m - 1))
-    term_yy = (k_yy.sum() - np.trace(k_yy)) / (n * (n - 1))
-    return float(term_xx + term_yy - 2.0 * k_xy.mean())
+    term_xx = _within(x) if x_term is None else x_term
+    return float(term_xx + _within(y) - 2.0 * _kernel(x, y).mean())
+
+
+class KernelReference:
+    """One set's activations for KID, with the kernel terms of its subsets kept once computed.
+
+    `kernel_inception_distance(reference, b)` draws the same subsets of the reference for every
+    `b` of the same size (the same seed), so its within-set term (a third of the work) is
+    computed on the first call and reused, with bit-identical results.
+
+    Args:
+        activations: `[n, d]` (e.g. the real data's), n >= 2.
+        max_terms: subsets whose terms are kept (beyond that, they are computed each time).
+        name: the argument's name in error messages.
+    """
+
+    def __init__(self, activations, max_terms=1000, name="activations"):
+        self.activations = as_activations(activations, name, min_samples=2, dtype=None)
+        self.max_terms = int(max_terms)
+        self._terms = {}
+
+    def term(self, indices):
+        """The within-set term of the subset `indices` (None: the whole set)."""
+        key = None if indices is None else np.asarray(indices).tobytes()
+        if key in self._terms:
+            return self._terms[key]
+        x = self.activations if indices is None else self.activations[indices]
+        value = _within(as_activations(x, "x", min_samples=2))
+        if len(self._terms) < self.max_terms:
+            self._terms[key] = value
+        return value
 
 
 def kernel_inception_distance(a, b, subset_size=1000, num_subsets=100, seed=0):
@@ -56,7 +96,8 @@ def kernel_inception_distance(a, b, subset_size=1000, num_subsets=100, seed=0):
     4 m^2 d flops in float64.
 
     Args:
-        a: activations `[n_a, d]`, n_a >= 2 (e.g. real).
+        a: activations `[n_a, d]`, n_a >= 2 (e.g. real), or a `KernelReference` of them
+            (the same values, its subsets' terms computed once across calls).
         b: activations `[n_b, d]`, n_b >= 2 (e.g. generated).
         subset_size: rows per subset from each set (>= 2).
         num_subsets: number of subsets (>= 1).
@@ -70,7 +111,8 @@ def kernel_inception_distance(a, b, subset_size=1000, num_subsets=100, seed=0):
         ValueError: on non-2-D or non-finite input, fewer than 2 samples, different feature
             dimensions, or bad `subset_size` / `num_subsets`.
     """
-    a = as_activations(a, "a", min_samples=2, dtype=None)
+    reference = a if isinstance(a, KernelReference) else KernelReference(a, max_terms=0, name="a")
+    a = reference.activations
     b = as_activations(b, "b", min_samples=2, dtype=None)
     check_same_features(a, b, "a", "b")
     subset_size = check_positive_int(subset_size, "subset_size", minimum=2)
@@ -79,12 +121,12 @@ def kernel_inception_distance(a, b, subset_size=1000, num_subsets=100, seed=0):
     m_b = min(subset_size, b.shape[0])
     if m_a == a.shape[0] and m_b == b.shape[0]:
         # Every subset would be a permutation of the full sets: MMD is permutation invariant.
-        value = polynomial_mmd2_unbiased(a, b)
+        value = polynomial_mmd2_unbiased(a, b, x_term=reference.term(None))
         return {"mean": value, "std": 0.0}
     rng = np.random.default_rng(seed)
     estimates = np.empty(num_subsets, np.float64)
     for i in range(num_subsets):
-        x = a[rng.choice(a.shape[0], m_a, replace=False)]
+        rows = rng.choice(a.shape[0], m_a, replace=False)
         y = b[rng.choice(b.shape[0], m_b, replace=False)]
-        estimates[i] = polynomial_mmd2_unbiased(x, y)
+        estimates[i] = polynomial_mmd2_unbiased(a[rows], y, x_term=reference.term(rows))
     return {"mean": float(estimates.mean()), "std": float(estimates.std())}

@@ -1,0 +1,121 @@
+"""kgan.checkpoint's `WeightsWriter`: the file Keras' `save_weights` writes, group for group.
+
+(Saving, keeping and restoring checkpoints end to end: tests/test_resume.py and test_faults.py.)
+"""
+
+import h5py
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kgan import checkpoint, penalties
+from kgan.augment import AdaptiveAugment
+from tests.gan_helpers import IMAGES, LABELS, image_gan
+
+
+def _contents(path):
+    """{h5 path: (array, attributes) for a dataset, attributes for a group} of a weights file."""
+    found = {}
+
+    def visit(name, item):
+        attrs = {key: np.asarray(value).tolist() for key, value in item.attrs.items()}
+        found[name] = (np.array(item), attrs) if isinstance(item, h5py.Dataset) else attrs
+
+    with h5py.File(path, "r") as handle:
+        handle.visititems(visit)
+    return found
+
+
+def _assert_same_file(a, b):
+    first, second = _contents(a), _contents(b)
+    assert sorted(first) == sorted(second)
+    for name, value in first.items():
+        if isinstance(value, tuple):
+            array, attrs = second[name]
+            assert array.dtype == value[0].dtype and attrs == value[1], name
+            np.testing.assert_array_equal(array, value[0], err_msg=name)
+        else:
+            assert second[name] == value, name
+
+
+def _every_technique():
+    model = image_gan(num_classes=10, ema=0.9, historical_averaging=0.1, augment=AdaptiveAugment("translation", seed=0),
+                      feature_matching=0.5, unroll=1, clip_grad_norm=1.0, instance_noise=0.1,
+                      penalty=penalties.GradientPenalty(1.0, seed=0))
+    return model
+
+
+def _labelled():
+    return tf.data.Dataset.from_tensor_slices((IMAGES, LABELS)).batch(16)
+
+
+def test_the_writer_writes_what_save_weights_writes_with_every_technique_on_as_training_goes_on(tmp_path):
+    model = _every_technique()
+    writer = checkpoint.WeightsWriter()
+    for epoch in range(2):  # the first fit builds the optimizers; the second changes every value
+        model.fit(_labelled(), epochs=1, verbose=0)
+        model.save_weights(tmp_path / f"keras-{epoch}.weights.h5")
+        writer(model, tmp_path / f"kgan-{epoch}.weights.h5")
+        _assert_same_file(tmp_path / f"keras-{epoch}.weights.h5", tmp_path / f"kgan-{epoch}.weights.h5")
+    assert writer._record is not None  # the fast path, not save_weights
+    loaded = _every_technique()
+    loaded.fit(_labelled(), epochs=1, verbose=0)  # builds the optimizers
+    loaded.load_weights(tmp_path / "kgan-1.weights.h5")
+    for ours, theirs in zip(loaded.weights + loaded.d_optimizer.variables, model.weights + model.d_optimizer.variables,
+                            strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(ours), keras.ops.convert_to_numpy(theirs))
+
+
+def test_the_writer_records_again_for_another_model_and_new_optimizer_variables(tmp_path):
+    writer = checkpoint.WeightsWriter()
+    first, second = image_gan(), image_gan(lr=2e-3)
+    writer(first, tmp_path / "unbuilt-optimizers.weights.h5")  # the optimizers have no slots yet
+    for model in (first, second):
+        model.fit(IMAGES, batch_size=16, epochs=1, verbose=0)
+        writer(model, tmp_path / "kgan.weights.h5")
+        model.save_weights(tmp_path / "keras.weights.h5")
+        _assert_same_file(tmp_path / "keras.weights.h5", tmp_path / "kgan.weights.h5")
+
+
+class _Computed(keras.layers.Layer):
+    """A layer that stores a computed array, not a variable: the writer cannot replay it."""
+
+    def build(self, shape):
+        self.scale = self.add_weight(shape=(), initializer="ones")
+
+    def call(self, x):
+        return x * self.scale
+
+    def save_own_variables(self, store):
+        store["0"] = keras.ops.convert_to_numpy(self.scale) * 2.0
+
+    def load_own_variables(self, store):
+        self.scale.assign(store["0"] / 2.0)
+
+
+def test_the_writer_calls_save_weights_when_a_value_is_not_a_variable(tmp_path, monkeypatch):
+    model = keras.Sequential([keras.Input((2,)), _Computed()])
+    calls = []
+    original = keras.Model.save_weights
+    monkeypatch.setattr(keras.Model, "save_weights", lambda self, path, *a, **k: calls.append(path) or original(
+        self, path, *a, **k))
+    checkpoint.WeightsWriter()(model, tmp_path / "kgan.weights.h5")
+    assert calls == [tmp_path / "kgan.weights.h5"]
+
+
+def test_the_checkpoint_callback_reuses_the_guard_s_weight_check_of_the_epoch(tmp_path, monkeypatch):
+    model = image_gan()
+    model.fit(IMAGES, batch_size=16, epochs=1, verbose=0)
+    checked = []
+    monkeypatch.setattr(checkpoint, "all_finite", lambda variables: checked.append(len(variables)) or True)
+    guard = checkpoint.DivergenceGuard(steps_per_epoch=2)
+    for with_guard in (True, False):
+        callback = checkpoint.CheckpointCallback(checkpoint.Checkpoints(str(tmp_path / str(with_guard))),
+                                                 guard=guard if with_guard else None)
+        callback.set_model(model)
+        callback.set_params({"epochs": 1})
+        guard.checked_epoch = 0  # what the guard's on_epoch_end sets when every weight is finite
+        callback.on_train_begin()
+        callback.on_epoch_end(0, {})
+        assert callback.last_saved is not None
+    assert checked == [len(model.weights)]  # only without the guard
