@@ -108,6 +108,8 @@ def build(
                               minibatch_std=minibatch_std),
         )
     if len(data_shape) == 3:
+        if data_shape[-1] not in (1, 3):  # the images; D's packed examples have m times their channels
+            raise ValueError(f"image networks take 1 or 3 channels; got {data_shape[-1]}")
         valid = attention_resolutions(data_shape, arch)
         dcgan.check_attention(self_attention, valid)
         options = dict(num_classes=num_classes, self_attention=self_attention)
