@@ -194,8 +194,6 @@ def _quiet(*args, **kwargs):
 
 def _drop_models(run_dir):
     """Removes a finished row's exported generator and GAN weights (megabytes a row)."""
-    import shutil
-
     from kgan import export
 
     shutil.rmtree(os.path.join(run_dir, "generator"), ignore_errors=True)
