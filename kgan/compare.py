@@ -622,13 +622,7 @@ PACGAN_PUBLISHED = [  # PacGAN Table 1 (10 trials): ring modes, HQ %, rev-KL; gr
 MIXTURE_COLUMNS = ("modes", "hq_percent", "reverse_kl")
 
 
-def _fmt(cell, digits=2):
-    mean, stderr, n = cell
-    if n == 0:
-        return "-"
-    if not np.isfinite(stderr):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f}+-{stderr:.{digits}f}"
+_fmt = stats.format_mean_stderr
 
 
 def tables(records):

@@ -27,6 +27,16 @@ def mean_stderr(values):
     return float(values.mean()), stderr, int(values.size)
 
 
+def format_mean_stderr(cell, digits=2):
+    """A `mean_stderr` cell as table text: "mean+-stderr", the mean alone for one value, "-" for none."""
+    mean, stderr, n = cell
+    if n == 0:
+        return "-"
+    if not np.isfinite(stderr):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f}+-{stderr:.{digits}f}"
+
+
 def paired_bootstrap(a, b, confidence=0.95, resamples=10000, seed=0):
     """Mean of `a - b` over paired seeds, with a percentile bootstrap interval.
 

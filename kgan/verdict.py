@@ -49,10 +49,7 @@ def _groups(records):
 
 
 def _cell(values, digits=2):
-    mean, stderr, n = stats.mean_stderr(values)
-    if n == 0:
-        return "-"
-    return f"{mean:.{digits}f}" if n < 2 else f"{mean:.{digits}f}+-{stderr:.{digits}f}"
+    return stats.format_mean_stderr(stats.mean_stderr(values), digits)
 
 
 def gate(records):
