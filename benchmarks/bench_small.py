@@ -51,8 +51,11 @@ import tempfile  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from kgan.quiet import without_keras_extras  # noqa: E402
+
+with without_keras_extras():  # as the CLI imports them (the main job's split times that import)
+    import keras  # noqa: E402
+    import tensorflow as tf  # noqa: E402
 
 from kgan import checkpoint, data, distribute, run  # noqa: E402
 from kgan import config as kconfig  # noqa: E402

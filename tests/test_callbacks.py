@@ -222,3 +222,41 @@ def test_a_diverged_generator_gets_nan_scores_not_an_exception(quick_digits_clas
     kernel = model.generator.trainable_variables[0]
     kernel.assign(np.full(kernel.shape, np.nan, "float32"))
     assert np.isnan(cb.evaluate()["fcd"])
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_event_file_writes_what_tf_summary_writes_as_tensorboard_reads_it(tmp_path, channels):
+    """`EventFile` (StepLog's and SampleGrid's writer) against tf.summary.scalar / image, read back
+    by TensorBoard's own event loader: the same tags, steps, plugin metadata, values, pixels."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    rng = np.random.default_rng(0)
+    picture = rng.integers(0, 256, (13, 21, channels), dtype=np.uint8)  # height != width
+    scalars = {"batch_d_loss": np.float32(0.6931472), "batch_g_norm": np.float32(3.0e-8)}
+    with tf.summary.create_file_writer(str(tmp_path / "tf")).as_default():
+        for tag, value in scalars.items():
+            tf.summary.scalar(tag, value, step=7)
+        tf.summary.image("samples", picture[None], step=8)
+    events = callbacks.EventFile(str(tmp_path / "kgan"))
+    events.scalars(7, scalars)
+    events.image("samples", 8, picture)
+    events.close()
+
+    loaded = {}
+    for name in ("tf", "kgan"):
+        accumulator = EventAccumulator(str(tmp_path / name), size_guidance={"tensors": 0})
+        accumulator.Reload()
+        loaded[name] = accumulator
+    assert loaded["kgan"].Tags()["tensors"] == loaded["tf"].Tags()["tensors"]
+    for tag, value in scalars.items():
+        [ours], [theirs] = loaded["kgan"].Tensors(tag), loaded["tf"].Tensors(tag)
+        assert ours.step == theirs.step == 7
+        assert tf.make_ndarray(ours.tensor_proto) == tf.make_ndarray(theirs.tensor_proto) == value
+        assert loaded["kgan"].SummaryMetadata(tag) == loaded["tf"].SummaryMetadata(tag)
+    [ours], [theirs] = loaded["kgan"].Tensors("samples"), loaded["tf"].Tensors("samples")
+    assert ours.step == theirs.step == 8
+    assert loaded["kgan"].SummaryMetadata("samples") == loaded["tf"].SummaryMetadata("samples")
+    ours, theirs = tf.make_ndarray(ours.tensor_proto), tf.make_ndarray(theirs.tensor_proto)
+    assert list(ours[:2]) == list(theirs[:2]) == [b"21", b"13"]  # width, height
+    np.testing.assert_array_equal(tf.io.decode_png(ours[2]).numpy(), picture)
+    np.testing.assert_array_equal(tf.io.decode_png(theirs[2]).numpy(), picture)

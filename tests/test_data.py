@@ -19,6 +19,23 @@ def test_digits_is_embedded_real_images_in_unit_range():
     assert data.load("digits", image_size=16).shape == (16, 16, 1)
 
 
+def test_digits_read_from_scikit_learns_file_equal_load_digits(monkeypatch):
+    """`digits_arrays` reads scikit-learn's file itself (no scikit-learn import); the same arrays,
+    bit for bit, as through `load_digits`, which it falls back to when the file is elsewhere."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    expected = ((digits.images.astype("float32") / 8.0 - 1.0)[..., None], digits.target.astype("int64"))
+    images, labels = data.digits_arrays()
+    assert images.dtype == expected[0].dtype and labels.dtype == expected[1].dtype
+    np.testing.assert_array_equal(images, expected[0])
+    np.testing.assert_array_equal(labels, expected[1])
+    monkeypatch.setattr("os.path.isfile", lambda path: False)  # the fallback: load_digits
+    images, labels = data.digits_arrays()
+    np.testing.assert_array_equal(images, expected[0])
+    np.testing.assert_array_equal(labels, expected[1])
+
+
 def test_stacked_digits_are_three_independent_digits():
     images, labels = data.stacked_digits_arrays(3000, seed=0)
     digits, digit_labels = data.digits_arrays()

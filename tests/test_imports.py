@@ -3,9 +3,11 @@ modules stay TF-free: a cycle makes "which module owns this?" unanswerable and f
 imports to paper over it; a TF import in a names module costs every `kgan --help` seconds."""
 
 import ast
+import os
 import pathlib
 import subprocess
 import sys
+import textwrap
 
 import kgan
 
@@ -129,3 +131,24 @@ def test_cli_help_loads_no_tensorflow():
             "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
             "    cli.main(['--help'])")
     assert "tensorflow" not in _loaded(code)
+
+
+def test_the_clis_tensorflow_import_skips_keras_optional_scikit_learn_and_matplotlib():
+    """`import_tensorflow_quietly` (the CLI's, compare's workers') imports Keras without the
+    scikit-learn and matplotlib Keras would import for features kgan does not use; both stay
+    importable afterwards, and the main job's data needs neither."""
+    code = textwrap.dedent("""
+        import sys
+        from kgan.quiet import import_tensorflow_quietly
+        import_tensorflow_quietly()
+        import keras, tensorflow
+        skipped = [m for m in ("sklearn", "matplotlib") if m in sys.modules]
+        from kgan import data
+        images, _ = data.digits_arrays()
+        after_digits = [m for m in ("sklearn", "matplotlib") if m in sys.modules]
+        import matplotlib.pyplot, sklearn.datasets  # still installed and importable
+        print(skipped, after_digits, images.shape, keras.ops.sum(keras.ops.ones((2, 3))).numpy())
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=PACKAGE.parent, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.stdout.strip().splitlines()[-1] == "[] [] (1797, 8, 8, 1) 6.0"
