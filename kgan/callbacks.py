@@ -7,6 +7,7 @@ them.)
 """
 
 import contextlib
+import io
 import os
 import socket
 import time
@@ -85,8 +86,6 @@ class EventFile:
 
     def image(self, tag, step, picture):
         """One picture (uint8 [height, width, channels], 1 or 3 channels) at `step`, as PNG."""
-        import io
-
         from PIL import Image
 
         buffer = io.BytesIO()
@@ -180,11 +179,12 @@ class StepLog(keras.callbacks.Callback):
             first, rows = self.rows()
             # Wall times spread evenly over the block (TensorBoard's "relative" axis).
             ended = time.time()
+            tags = {f"batch_{name}": rows[name] for name in self.names}
             for i in range(n):
                 step = first + i
                 if step % self.every == 0:
                     wall_time = self._began + (ended - self._began) * (i + 1) / n
-                    self._writer.scalars(step, {f"batch_{name}": rows[name][i] for name in self.names}, wall_time)
+                    self._writer.scalars(step, {tag: values[i] for tag, values in tags.items()}, wall_time)
             self._writer.flush()
 
     def rows(self):

@@ -622,7 +622,6 @@ PACGAN_PUBLISHED = [  # PacGAN Table 1 (10 trials): ring modes, HQ %, rev-KL; gr
 MIXTURE_COLUMNS = ("modes", "hq_percent", "reverse_kl")
 
 
-_fmt = stats.format_mean_stderr
 
 
 def tables(records):
@@ -643,7 +642,7 @@ def tables(records):
                 for dataset in MIXTURES:
                     row = table.get((preset, dataset, s, steps), {})
                     seeds.append(str(row.get("seeds", 0)))
-                    cells += [_fmt(row.get(c, (0, 0, 0)), 2 if c != "hq_percent" else 1) for c in MIXTURE_COLUMNS]
+                    cells += [stats.format_mean_stderr(row.get(c, (0, 0, 0)), 2 if c != "hq_percent" else 1) for c in MIXTURE_COLUMNS]
                 rows.append([s, *cells, "/".join(seeds)])
             rows += [[name, *cells, "10"] for name, *cells in PACGAN_PUBLISHED]
             out[f"mixtures-{suffix}"] = (header, rows)
@@ -656,7 +655,7 @@ def tables(records):
             for s in settings:
                 row = table.get((preset, dataset, s, steps))
                 if row:
-                    rows.append([s, *[_fmt(row.get(c, (0, 0, 0)), 3 if c == "kid" else 2) for c in columns],
+                    rows.append([s, *[stats.format_mean_stderr(row.get(c, (0, 0, 0)), 3 if c == "kid" else 2) for c in columns],
                                  str(row["seeds"]), str(row["diverged"])])
             out[f"{dataset}-{suffix}"] = (header, rows)
         # p ablation, like the paper's Table 3.
@@ -667,7 +666,7 @@ def tables(records):
             rows = []
             for p in ps:
                 s = f"minkowski_p{p:g}"
-                rows.append([f"{p:g}", *[_fmt(table.get((preset, d, s, steps), {}).get(MAIN_METRIC[d][0], (0, 0, 0))) for d in datasets]])
+                rows.append([f"{p:g}", *[stats.format_mean_stderr(table.get((preset, d, s, steps), {}).get(MAIN_METRIC[d][0], (0, 0, 0))) for d in datasets]])
             rows.append(["paper (CIFAR-10 FID)", *["p=1..8: 128.4, 123.6, 105.8, 99.6, 108.5, 114.8, 137.4, 149.6" if i == 0 else "" for i in range(len(datasets))]])
             out[f"p-ablation-{suffix}"] = (header, rows)
     return out
