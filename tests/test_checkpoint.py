@@ -57,13 +57,33 @@ def test_the_writer_writes_what_save_weights_writes_with_every_technique_on_as_t
         model.save_weights(tmp_path / f"keras-{epoch}.weights.h5")
         writer(model, tmp_path / f"kgan-{epoch}.weights.h5")
         _assert_same_file(tmp_path / f"keras-{epoch}.weights.h5", tmp_path / f"kgan-{epoch}.weights.h5")
-    assert writer._record is not None  # the fast path, not save_weights
+    assert writer._record is not None and writer._template  # the fast path, not save_weights; epoch 1 from the template
     loaded = _every_technique()
     loaded.fit(_labelled(), epochs=1, verbose=0)  # builds the optimizers
     loaded.load_weights(tmp_path / "kgan-1.weights.h5")
     for ours, theirs in zip(loaded.weights + loaded.d_optimizer.variables, model.weights + model.d_optimizer.variables,
                             strict=True):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(ours), keras.ops.convert_to_numpy(theirs))
+
+
+def test_a_file_from_the_template_is_the_replayed_file_byte_for_byte(tmp_path):
+    model = _every_technique()
+    model.fit(_labelled(), epochs=1, verbose=0)
+    writer = checkpoint.WeightsWriter()
+    writer(model, tmp_path / "first.weights.h5")  # replayed: makes the template
+    model.fit(_labelled(), epochs=1, verbose=0)  # new values everywhere
+    writer(model, tmp_path / "template.weights.h5")
+    replayed = checkpoint.WeightsWriter()
+    replayed(model, tmp_path / "replayed.weights.h5")
+    assert (tmp_path / "template.weights.h5").read_bytes() == (tmp_path / "replayed.weights.h5").read_bytes()
+    assert (tmp_path / "template.weights.h5").read_bytes() != (tmp_path / "first.weights.h5").read_bytes()
+    values = [np.asarray(value) for value in writer._read()]
+    values[0] = values[0].astype("float64")  # a value whose dtype changed: replayed, not templated
+    writer.write(tmp_path / "float64.weights.h5", values)
+    with h5py.File(tmp_path / "float64.weights.h5", "r") as handle:
+        dtypes = []
+        handle.visititems(lambda name, item: dtypes.append(item.dtype) if isinstance(item, h5py.Dataset) else None)
+    assert np.dtype("float64") in dtypes
 
 
 def test_the_writer_records_again_for_another_model_and_new_optimizer_variables(tmp_path):
