@@ -97,7 +97,9 @@ class TrainConfig:
     spectral_norm: bool = _field(False, STABILISATION, resume=True, help="spectral normalisation in D")
     # --- toolbox (README "Stabilisation techniques") -------------------------------------------
     arch: str = _field("dcgan", TOOLBOX, resume=True, choices=names.ARCHS,
-                       help="image networks: DCGAN, or SNGAN's ResNet (spectral norm in D)")
+                       help="networks: DCGAN (images; 2-D points: the MLP pair with a LeakyReLU D), "
+                            "SNGAN's ResNet (images; spectral norm in D), or pacgan (2-D points: "
+                            "PacGAN's MLP pair, maxout D, N(0, 0.02) weights)")
     self_attention: int = _field(None, TOOLBOX, resume=True, metavar="RES",
                                  help="a SAGAN self-attention block where the feature maps are RES x RES, in G and D")
     minibatch_std: bool = _field(False, TOOLBOX, resume=True, help="ProGAN minibatch standard deviation feature in D")

@@ -22,8 +22,9 @@ DATASETS = ("digits", "stacked_digits", *MIXTURES, "mnist", "fashion_mnist", "ci
 NUM_CLASSES = {"digits": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10, "svhn_cropped": 10}
 #: `--image-size`.
 IMAGE_SIZES = (8, 16, 32, 64)
-#: `--arch` (kgan.networks).
-ARCHS = ("dcgan", "resnet")
+#: `--arch` (kgan.networks): the image networks, and PacGAN's MLP pair for 2-D points.
+IMAGE_ARCHS = ("dcgan", "resnet")
+ARCHS = (*IMAGE_ARCHS, "pacgan")
 #: `--augment` (kgan.augment).
 AUGMENTS = ("diffaugment", "ada")
 #: `--optimizer` (kgan.run.make_optimizer).

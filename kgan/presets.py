@@ -36,6 +36,9 @@ TECHNIQUES = {
     "historical_averaging": ({"historical_averaging": 0.01}, None),
     "pack2": ({"pack": 2}, None),
     "pack4": ({"pack": 4}, None),
+    # PacGAN's own 2-D networks (maxout D, N(0, 0.02) weights: `--arch pacgan`), alone and packed.
+    "maxout": ({"arch": "pacgan"}, ("ring8", "grid25")),
+    "maxout_pack4": ({"arch": "pacgan", "pack": 4}, ("ring8", "grid25")),
 }
 #: The datasets a compare grid may use.
 DATASETS = ("ring8", "grid25", "stacked_digits", "digits")

@@ -86,6 +86,9 @@ def _validate_toolbox(config):
     for flag, used in image_only.items():
         if used and points:
             raise UsageError(f"{flag} needs an image dataset; {config.dataset} is 2-D points")
+    if config.arch == "pacgan" and not points:
+        raise UsageError(f"--arch pacgan is PacGAN's MLP pair for 2-D points; {config.dataset} is images "
+                         "(use --arch dcgan or resnet)")
     if config.conditional and config.dataset not in data.NUM_CLASSES:
         raise UsageError(f"--conditional needs a dataset with one class label per example "
                          f"({', '.join(data.NUM_CLASSES)}); {config.dataset!r} has none")

@@ -198,6 +198,7 @@ def test_progressive_run_logs_the_curriculum(tmp_path):
         (["--augment", "diffaugment", "--dataset", "grid25"], "--augment needs an image dataset"),
         (["--augment", "ada", "--augment-policy", "color,flip"], "Unknown augmentation policy"),
         (["--arch", "resnet", "--progressive"], "--progressive grows DCGAN networks"),
+        (["--arch", "pacgan"], "--arch pacgan is PacGAN's MLP pair for 2-D points; digits is images"),
         (["--self-attention", "5"], "valid resolutions"),
         (["--ema", "1.5"], "--ema must be in (0, 1)"),
         (["--unroll", "-1"], "--unroll must be >= 0"),

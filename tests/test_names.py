@@ -57,9 +57,11 @@ def test_augment_from_flag_takes_the_augment_names():
 
 
 def test_networks_take_the_arch_names():
-    for arch in names.ARCHS:
+    for arch in names.IMAGE_ARCHS:
         assert networks.attention_resolutions((32, 32, 3), arch)
-    with pytest.raises(ValueError, match="choose one of dcgan, resnet"):
+    with pytest.raises(ValueError, match="PacGAN's MLP pair for 2-D points"):
+        networks.attention_resolutions((32, 32, 3), "pacgan")
+    with pytest.raises(ValueError, match="choose one of dcgan, resnet, pacgan"):
         networks.attention_resolutions((32, 32, 3), "nope")
 
 

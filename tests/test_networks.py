@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from kgan import distribute, networks
-from kgan.networks import ConditionalBatchNormalization, GlobalSumPooling2D, MinibatchStdDev, SelfAttention
+from kgan.networks import ConditionalBatchNormalization, GlobalSumPooling2D, Maxout, MinibatchStdDev, SelfAttention
 
 RNG = np.random.default_rng(0)
 
@@ -67,6 +67,45 @@ def test_mlp_pair_for_points():
     assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in generator.layers) == 4
 
 
+@pytest.mark.parametrize("pack", [1, 4])
+def test_pacgan_pair_is_pacgans_2d_networks(pack):
+    """--arch pacgan: PacGAN's 2-D networks (fjxmlzn/PacGAN pacgan_task.py, config.py): G 4 x 400
+    (no bias, BN, ReLU) and a linear output; D 3 LinearMaxout layers of 200 units x 5 pieces and a
+    linear output; every weight N(0, 0.02), every bias 0. D's logits equal a NumPy maxout MLP."""
+    keras.utils.set_random_seed(0)
+    generator, discriminator = networks.build((2,), latent_dim=2, arch="pacgan", pack=pack)
+    g_dense = [layer for layer in generator.layers if isinstance(layer, keras.layers.Dense)]
+    assert [layer.units for layer in g_dense] == [400, 400, 400, 400, 2]
+    assert [layer.use_bias for layer in g_dense] == [False] * 4 + [True]
+    assert _count(generator, keras.layers.BatchNormalization) == 4
+    d_dense = [layer for layer in discriminator.layers if isinstance(layer, keras.layers.Dense)]
+    assert [layer.units for layer in d_dense] == [1000, 1000, 1000, 1]
+    assert [layer.pieces for layer in discriminator.layers if isinstance(layer, Maxout)] == [5, 5, 5]
+    assert discriminator.input_shape == (None, 2 * pack)
+    assert discriminator.count_params() == (2 * pack + 1) * 1000 + 2 * 201 * 1000 + 201
+    for layer in g_dense[:4] + d_dense[:3]:  # the big layers: their sample std is within 2% of 0.02
+        assert abs(float(np.std(layer.kernel.numpy())) - 0.02) < 0.0004, layer.name
+    for layer in [*g_dense, *d_dense]:
+        assert layer.bias is None or not np.any(layer.bias.numpy())
+    x = RNG.normal(size=(7, 2 * pack)).astype("float32")
+    h = x.astype("float64")
+    for layer in d_dense[:3]:
+        h = (h @ layer.kernel.numpy() + layer.bias.numpy()).reshape(7, 200, 5).max(axis=-1)  # unit u: pieces 5u..5u+4
+    expected = h @ d_dense[3].kernel.numpy() + d_dense[3].bias.numpy()
+    np.testing.assert_allclose(discriminator(x).numpy(), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_maxout_takes_each_units_pieces_and_its_gradient_goes_to_the_winner():
+    x = tf.constant([[1.0, 5.0, 2.0, -1.0, -3.0, -2.0]])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = Maxout(3)(x)
+    np.testing.assert_array_equal(y.numpy(), [[5.0, -1.0]])
+    np.testing.assert_array_equal(tape.gradient(y, x).numpy(), [[0, 1, 0, 1, 0, 0]])
+    with pytest.raises(ValueError, match="pieces >= 1"):
+        Maxout(0)
+
+
 @pytest.mark.parametrize("shape", [(12, 12, 1), (8, 16, 1), (8, 8, 2), (2, 3)])
 def test_unsupported_shapes(shape):
     with pytest.raises(ValueError):
@@ -76,7 +115,7 @@ def test_unsupported_shapes(shape):
 # --- conditional networks (Miyato & Koyama 2018) --------------------------------------------
 
 
-@pytest.mark.parametrize("arch", networks.ARCHS)
+@pytest.mark.parametrize("arch", networks.IMAGE_ARCHS)
 def test_conditional_generator_takes_labels_and_uses_conditional_batch_norm(arch):
     plain, _ = networks.build((16, 16, 1), 8, arch=arch)
     generator, _ = networks.build((16, 16, 1), 8, arch=arch, num_classes=10)
@@ -102,7 +141,7 @@ def test_conditional_generator_takes_labels_and_uses_conditional_batch_norm(arch
 
 
 @pytest.mark.parametrize("spectral_norm", [False, True])
-@pytest.mark.parametrize("arch", networks.ARCHS)
+@pytest.mark.parametrize("arch", networks.IMAGE_ARCHS)
 def test_projection_discriminator_equals_closed_form(arch, spectral_norm):
     _, discriminator = networks.build((16, 16, 3), 8, arch=arch, num_classes=5, spectral_norm=spectral_norm,
                                       batch_norm=False)
@@ -197,7 +236,7 @@ def test_resnet_32_parameter_counts_match_sngan():
 @pytest.mark.parametrize("conditional", [False, True])
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("size", [8, 16, 32])
-@pytest.mark.parametrize("arch", networks.ARCHS)
+@pytest.mark.parametrize("arch", networks.IMAGE_ARCHS)
 def test_shapes_and_ranges(arch, size, channels, conditional):
     num_classes = 4 if conditional else None
     generator, discriminator = networks.build((size, size, channels), 6, arch=arch, num_classes=num_classes)
@@ -229,7 +268,9 @@ def test_bad_arch_options():
         networks.build((32, 32, 3), 4, arch="resnet", self_attention=32)
     with pytest.raises(ValueError, match="valid resolutions: 4, 8, 16"):
         networks.build((32, 32, 3), 4, self_attention=32)
-    assert networks.ARCHS == ("dcgan", "resnet")
+    with pytest.raises(ValueError, match="PacGAN's MLP pair for 2-D points"):
+        networks.build((8, 8, 1), 4, arch="pacgan")
+    assert networks.ARCHS == ("dcgan", "resnet", "pacgan")
 
 
 # --- self-attention and minibatch standard deviation: where build puts them ---------------
@@ -247,7 +288,7 @@ def test_build_inserts_one_attention_block_where_the_map_has_that_size(arch, siz
     assert resolution in networks.attention_resolutions((size, size, 3), arch)
 
 
-@pytest.mark.parametrize("arch", networks.ARCHS)
+@pytest.mark.parametrize("arch", networks.IMAGE_ARCHS)
 def test_build_puts_minibatch_std_before_the_last_conv_stage(arch):
     _, discriminator = networks.build((32, 32, 3), 4, arch=arch, minibatch_std=True)
     layer = discriminator.get_layer("minibatch_std")
@@ -285,6 +326,11 @@ def test_models_with_every_layer_round_trip_through_a_keras_file(tmp_path):
     assert {ConditionalBatchNormalization, SelfAttention, MinibatchStdDev, GlobalSumPooling2D} <= kinds
     np.testing.assert_array_equal(g([z, labels], training=False).numpy(), expected_g)
     np.testing.assert_array_equal(d([images, labels], training=False).numpy(), expected_d)
+    _, maxout = networks.build((2,), 2, arch="pacgan", pack=2)
+    points = RNG.normal(size=(5, 4)).astype("float32")
+    maxout.save(tmp_path / "maxout.keras")
+    np.testing.assert_array_equal(keras.models.load_model(tmp_path / "maxout.keras")(points).numpy(),
+                                  maxout(points).numpy())
 
 
 @pytest.fixture
@@ -296,7 +342,7 @@ def bfloat16():
         keras.mixed_precision.set_global_policy("float32")
 
 
-@pytest.mark.parametrize("arch", networks.ARCHS)
+@pytest.mark.parametrize("arch", networks.IMAGE_ARCHS)
 def test_mixed_bfloat16_forward_pass(bfloat16, arch):
     generator, discriminator = networks.build((16, 16, 3), 6, arch=arch, num_classes=3, self_attention=8,
                                               minibatch_std=True, spectral_norm=True)
@@ -308,5 +354,6 @@ def test_mixed_bfloat16_forward_pass(bfloat16, arch):
     assert -1 <= float(tf.reduce_min(images)) and float(tf.reduce_max(images)) <= 1
     logits = discriminator([images, tf.constant(labels)], training=True)
     assert logits.dtype == "float32" and logits.shape == (4, 1) and np.isfinite(logits.numpy()).all()
-    _, mlp = networks.build((2,), 2, minibatch_std=True, spectral_norm=True)
-    assert mlp(RNG.normal(size=(4, 2)).astype("float32"), training=True).dtype == "float32"
+    for mlp_arch in ("dcgan", "pacgan"):
+        _, mlp = networks.build((2,), 2, arch=mlp_arch, minibatch_std=True, spectral_norm=True)
+        assert mlp(RNG.normal(size=(4, 2)).astype("float32"), training=True).dtype == "float32"

@@ -7,7 +7,7 @@ Every discriminator has a `keras.layers.Identity` layer named `features` whose o
 penultimate feature vector [B, F] (what feature matching compares).
 """
 
-from kgan.names import ARCHS
+from kgan.names import ARCHS, IMAGE_ARCHS
 from kgan.networks import dcgan, resnet
 from kgan.networks.dcgan import dcgan_discriminator, dcgan_generator
 from kgan.networks.layers import (
@@ -15,11 +15,12 @@ from kgan.networks.layers import (
     ConditionalBatchNormalization,
     GlobalSumPooling2D,
     LeakyReLU,
+    Maxout,
     MinibatchStdDev,
     ReLU,
     SelfAttention,
 )
-from kgan.networks.mlp import mlp_discriminator, mlp_generator
+from kgan.networks.mlp import PACGAN_INIT, mlp_discriminator, mlp_generator, pacgan_pair
 from kgan.networks.resnet import resnet_discriminator, resnet_generator
 
 
@@ -35,6 +36,8 @@ def attention_resolutions(image_shape, arch="dcgan"):
     map) produce, e.g. (8, 16) at 32x32.
     """
     _check_arch(arch)
+    if arch == "pacgan":
+        raise ValueError("arch='pacgan' is PacGAN's MLP pair for 2-D points: images take dcgan or resnet")
     return (dcgan if arch == "dcgan" else resnet).attention_resolutions(tuple(image_shape))
 
 
@@ -69,7 +72,9 @@ def build(
             `arch="resnet"` (SNGAN's critic is spectrally normalised; it has no batch norm, so
             it suits a gradient penalty too), off for DCGAN and MLP. True / False force it.
         arch: "dcgan" (Radford et al. 2016) or "resnet" (SNGAN, Miyato et al. 2018) for images.
-            Vectors always get the MLP pair; "resnet" on vectors is an error.
+            Vectors get the MLP pair: with "dcgan" (the default) its LeakyReLU discriminator,
+            with "pacgan" PacGAN's own maxout discriminator and N(0, 0.02) initialisation
+            (`kgan.networks.mlp`); "resnet" on vectors and "pacgan" on images are errors.
         self_attention: None, or a feature-map size (see `attention_resolutions`) where one
             SAGAN `SelfAttention` block goes in both G and D.
         minibatch_std: ProGAN's minibatch standard deviation in D (before its last convolution
@@ -102,6 +107,9 @@ def build(
             raise ValueError("Conditional networks (num_classes) are not available for vector data (the MLP pair)")
         if self_attention is not None:
             raise ValueError("self_attention needs feature maps: not available for vector data (the MLP pair)")
+        if arch == "pacgan":
+            return pacgan_pair(latent_dim, data_shape[0], pack=pack, spectral_norm=bool(spectral_norm),
+                               minibatch_std=minibatch_std)
         return (
             mlp_generator(latent_dim, data_shape[0]),
             mlp_discriminator(data_shape[0] * int(pack), spectral_norm=bool(spectral_norm),
@@ -138,10 +146,13 @@ def build(
 
 __all__ = [
     "ARCHS",
+    "IMAGE_ARCHS",
+    "PACGAN_INIT",
     "FEATURES_LAYER",
     "ConditionalBatchNormalization",
     "GlobalSumPooling2D",
     "LeakyReLU",
+    "Maxout",
     "MinibatchStdDev",
     "ReLU",
     "SelfAttention",
@@ -151,6 +162,7 @@ __all__ = [
     "dcgan_generator",
     "mlp_discriminator",
     "mlp_generator",
+    "pacgan_pair",
     "packed_shape",
     "resnet_discriminator",
     "resnet_generator",

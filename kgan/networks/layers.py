@@ -7,6 +7,7 @@ Layers (all registered with `keras.saving.register_keras_serializable(package="k
 - `SelfAttention`: the SAGAN non-local block (Zhang et al. 2019).
 - `MinibatchStdDev`: ProGAN's minibatch standard deviation feature (Karras et al. 2018).
 - `GlobalSumPooling2D`: the SNGAN ResNet critic's global sum pooling (Miyato et al. 2018).
+- `Maxout`: the max over each unit's pieces (Goodfellow et al. 2013), PacGAN's 2-D D.
 - `LeakyReLU`, `ReLU`: Keras's activations whose gradient is marked piecewise constant, so a
   gradient penalty's second-order pass skips a path that is exactly zero (`_with_mask_gradient`).
 
@@ -90,6 +91,31 @@ class ReLU(layers.ReLU):
         if self.max_value is None and not self.negative_slope and not self.threshold:
             return relu(inputs)
         return super().call(inputs)
+
+
+@keras.saving.register_keras_serializable(package="kgan")
+class Maxout(layers.Layer):
+    """Maxout (Goodfellow et al. 2013): features [B, U * k] -> [B, U], unit u the max of its k pieces.
+
+    Unit u's pieces are the k consecutive features u * k .. u * k + k - 1 (Blocks' `Maxout`,
+    which PacGAN's `LinearMaxout` applies after a linear layer of U * k outputs).
+    """
+
+    def __init__(self, pieces, **kwargs):
+        super().__init__(**kwargs)
+        if int(pieces) < 1:
+            raise ValueError(f"Maxout needs pieces >= 1; got {pieces}")
+        self.pieces = int(pieces)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] // self.pieces)
+
+    def call(self, inputs):
+        units = inputs.shape[-1] // self.pieces
+        return ops.max(ops.reshape(inputs, (-1, units, self.pieces)), axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "pieces": self.pieces}
 
 
 @keras.saving.register_keras_serializable(package="kgan")
@@ -346,7 +372,7 @@ def normalize(x, name, labels=None, num_classes=None):
     return layers.BatchNormalization(name=name)(x)
 
 
-def discriminator_output(x, labels=None, num_classes=None, spectral_norm=False):
+def discriminator_output(x, labels=None, num_classes=None, spectral_norm=False, initializers=None):
     """The end of every discriminator: `features` [B, F] -> logits [B, 1] float32.
 
     Unconditional: a dense layer `logits`. Conditional: the projection discriminator of Miyato &
@@ -360,12 +386,13 @@ def discriminator_output(x, labels=None, num_classes=None, spectral_norm=False):
         labels: int labels [B] (a Keras input) when conditional.
         num_classes: None (unconditional) or the number of classes.
         spectral_norm: spectral normalisation on the dense layer and the class table.
+        initializers: the `logits` layer's initialiser arguments (Keras' defaults when None).
 
     Returns:
         Logits [B, 1], float32.
     """
     features = layers.Identity(name=FEATURES_LAYER)(x)
-    logits = spectral(layers.Dense(1, dtype="float32", name="logits"), spectral_norm)(features)
+    logits = spectral(layers.Dense(1, dtype="float32", name="logits", **(initializers or {})), spectral_norm)(features)
     if not num_classes:
         return logits
     one_hot = layers.CategoryEncoding(num_classes, output_mode="one_hot", name="labels_one_hot")(labels)
