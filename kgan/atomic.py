@@ -135,11 +135,15 @@ def path(destination, directory=False, expected_bytes=None):
         raise
 
 
-def write_json(value, destination):
-    """Writes `value` as indented JSON to `destination`, atomically. Returns the path."""
+def write_json(value, destination, indent=2):
+    """Writes `value` as JSON to `destination`, atomically. Returns the path.
+
+    `indent=None` writes it on one line with `json`'s C encoder (with an indent, `json` encodes
+    in Python: ~10x slower, 4 ms for a checkpoint's state with 200 epochs of history).
+    """
+    text = json.dumps(value, indent=indent) + "\n"
     with path(destination) as staging, open(staging, "w") as handle:
-        json.dump(value, handle, indent=2)
-        handle.write("\n")
+        handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
     return destination

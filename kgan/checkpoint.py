@@ -275,7 +275,7 @@ class Checkpoints:
         expected = atomic.size(found[-1][1]) if found else weights_bytes(gan)
         with atomic.path(final, directory=True, expected_bytes=expected) as staging:
             self._write_weights(gan, os.path.join(staging, WEIGHTS))
-            atomic.write_json(state, os.path.join(staging, STATE))
+            atomic.write_json(state, os.path.join(staging, STATE), indent=None)  # for kgan, not for reading
         for _, old in self.list()[: -self.keep]:
             shutil.rmtree(old, ignore_errors=True)
         return final

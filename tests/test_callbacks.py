@@ -224,6 +224,21 @@ def test_a_diverged_generator_gets_nan_scores_not_an_exception(quick_digits_clas
     assert np.isnan(cb.evaluate()["fcd"])
 
 
+def test_epoch_log_writes_the_epoch_scalars_keras_tensorboard_writes(tmp_path):
+    """`EpochLog` (kgan train's epoch scalars) against keras.callbacks.TensorBoard(update_freq="epoch")
+    in the same fit: the same files' tags, steps and values (learning rate included)."""
+    model = tiny_gan()
+    images = np.random.default_rng(0).uniform(-1, 1, (64, 8, 8, 1)).astype("float32")
+    model.fit(images, batch_size=16, epochs=3, verbose=0, callbacks=[
+        callbacks.EpochLog(str(tmp_path / "kgan")),
+        keras.callbacks.TensorBoard(str(tmp_path / "keras"), update_freq="epoch", write_graph=False)])
+    ours, theirs = read_scalars(str(tmp_path / "kgan" / "train")), read_scalars(str(tmp_path / "keras" / "train"))
+    assert sorted(ours) == sorted(theirs) and "epoch_d_loss" in ours and "epoch_learning_rate" in ours
+    for tag, values in theirs.items():
+        assert [step for step, _ in ours[tag]] == [step for step, _ in values] == [0, 1, 2], tag
+        np.testing.assert_allclose([v for _, v in ours[tag]], [v for _, v in values], rtol=1e-7, err_msg=tag)
+
+
 @pytest.mark.parametrize("channels", [1, 3])
 def test_event_file_writes_what_tf_summary_writes_as_tensorboard_reads_it(tmp_path, channels):
     """`EventFile` (StepLog's and SampleGrid's writer) against tf.summary.scalar / image, read back

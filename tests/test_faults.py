@@ -224,8 +224,6 @@ def _enospc(path):
 
 def _inject(monkeypatch, point):
     """Makes the writer of `point` write a few bytes (a partial file) and then fail with ENOSPC."""
-    import json as json_module
-
     import keras
     from PIL import Image
 
@@ -247,16 +245,30 @@ def _inject(monkeypatch, point):
             keras.Model, "save_weights")
         monkeypatch.setattr(owner, name, fail)
     elif point in ("checkpoint state.json", "config.json"):
-        original = json_module.dump
         wanted = "state.json" if point == "checkpoint state.json" else "config.json"
 
-        def dump(value, handle, *args, **kwargs):
-            if str(getattr(handle, "name", "")).endswith(wanted):
-                handle.write("{")
-                raise _enospc(handle.name)
-            return original(value, handle, *args, **kwargs)
+        class Full:  # a file on a full disk: the first write gets one byte out, then ENOSPC
+            def __init__(self, handle):
+                self._handle, self.name = handle, handle.name
 
-        monkeypatch.setattr(atomic.json, "dump", dump)
+            def write(self, text):
+                self._handle.write(text[:1])
+                raise _enospc(self.name)
+
+            def __getattr__(self, name):
+                return getattr(self._handle, name)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *error):
+                self._handle.close()
+
+        def opened(file, mode="r", *args, **kwargs):
+            handle = open(file, mode, *args, **kwargs)
+            return Full(handle) if "w" in mode and str(file).endswith(wanted) else handle
+
+        monkeypatch.setattr(atomic, "open", opened, raising=False)  # atomic.write_json's open
     elif point == "samples.png":
         original_save = Image.Image.save
 
