@@ -206,12 +206,14 @@ class StepLog(keras.callbacks.Callback):
 class EpochLog(keras.callbacks.Callback):
     """The epoch scalars of `keras.callbacks.TensorBoard(update_freq="epoch")`, through `EventFile`.
 
-    At the end of every epoch: `epoch_<name>` for each of the epoch's logs (and Keras' learning
-    rate tags, `epoch_learning_rate` or `epoch_learning_rate_<optimizer>`) at step = epoch in
+    At the end of every epoch: `epoch_<name>` for each of the epoch's logs at step = epoch in
     `<logdir>/train`, `val_` logs in `<logdir>/validation`: the tags, steps and values Keras
     writes, without an eager `tf.summary.scalar` per value (1-1.5 ms each, 8 an epoch for the
-    main job's 200 epochs). `kgan train` uses it with `StepLog`; under several replicas Keras'
-    own TensorBoard callback writes both the batch and the epoch scalars.
+    main job's 200 epochs). The learning rates are the GAN's: `epoch_d_learning_rate` and
+    `epoch_g_learning_rate` (Keras writes `epoch_learning_rate` of `model.optimizer`, which for
+    a GAN is the unused default of `Model.compile`, RMSprop at 0.001); other models get Keras'
+    tags. `kgan train` uses it with `StepLog`; under several replicas Keras' own TensorBoard
+    callback writes both the batch and the epoch scalars.
     """
 
     def __init__(self, logdir):
@@ -225,7 +227,11 @@ class EpochLog(keras.callbacks.Callback):
         return self._writers[name]
 
     def _learning_rates(self):
-        """Keras' `TensorBoard._collect_learning_rate`: the model's optimizer's learning rate(s)."""
+        """The GAN's two learning rates; else Keras' `TensorBoard._collect_learning_rate`'s."""
+        players = {name: getattr(self.model, f"{name}_optimizer", None) for name in ("d", "g")}
+        if all(isinstance(o, keras.optimizers.Optimizer) for o in players.values()):
+            return {f"{name}_learning_rate": float(keras.ops.convert_to_numpy(o.learning_rate))
+                    for name, o in players.items()}
         optimizer = getattr(self.model, "optimizer", None)
         optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer's
         if hasattr(optimizer, "optimizers"):

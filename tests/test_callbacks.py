@@ -226,14 +226,19 @@ def test_a_diverged_generator_gets_nan_scores_not_an_exception(quick_digits_clas
 
 def test_epoch_log_writes_the_epoch_scalars_keras_tensorboard_writes(tmp_path):
     """`EpochLog` (kgan train's epoch scalars) against keras.callbacks.TensorBoard(update_freq="epoch")
-    in the same fit: the same files' tags, steps and values (learning rate included)."""
+    in the same fit: the same files' tags, steps and values, except the learning rates: the GAN's
+    D and G rates where Keras writes the unused default optimizer's (RMSprop, 0.001)."""
     model = tiny_gan()
+    model.compile(keras.optimizers.Adam(2e-4), keras.optimizers.Adam(5e-4), loss="non_saturating")
     images = np.random.default_rng(0).uniform(-1, 1, (64, 8, 8, 1)).astype("float32")
     model.fit(images, batch_size=16, epochs=3, verbose=0, callbacks=[
         callbacks.EpochLog(str(tmp_path / "kgan")),
         keras.callbacks.TensorBoard(str(tmp_path / "keras"), update_freq="epoch", write_graph=False)])
     ours, theirs = read_scalars(str(tmp_path / "kgan" / "train")), read_scalars(str(tmp_path / "keras" / "train"))
-    assert sorted(ours) == sorted(theirs) and "epoch_d_loss" in ours and "epoch_learning_rate" in ours
+    assert [value for _, value in theirs.pop("epoch_learning_rate")] == pytest.approx([0.001] * 3)
+    assert [value for _, value in ours.pop("epoch_d_learning_rate")] == pytest.approx([2e-4] * 3)
+    assert [value for _, value in ours.pop("epoch_g_learning_rate")] == pytest.approx([5e-4] * 3)
+    assert sorted(ours) == sorted(theirs) and "epoch_d_loss" in ours and "epoch_g_grad_norm" in ours
     for tag, values in theirs.items():
         assert [step for step, _ in ours[tag]] == [step for step, _ in values] == [0, 1, 2], tag
         np.testing.assert_allclose([v for _, v in ours[tag]], [v for _, v in values], rtol=1e-7, err_msg=tag)
