@@ -4,7 +4,9 @@ Sized after PacGAN's 2-D experiments (Lin et al. 2018): G has 4 dense layers of 
 batch norm and ReLU; D has 3 hidden layers of 200 units. Two discriminators:
 
 - the default (`arch="dcgan"` in `kgan.networks.build`): dense 200 + LeakyReLU(0.2), Glorot
-  initialisation, a stand-in for PacGAN's (BENCHMARKS.md allows it, and says so);
+  initialisation, a stand-in for PacGAN's (BENCHMARKS.md allows it). It does not reproduce
+  PacGAN's packing: on grid25 a pack-4 D built so stayed at chance for 100,000 steps, where
+  PacGAN's own D left it after 30,000-35,000 (docs/results/README.md);
 - `arch="pacgan"`: PacGAN's own 2-D networks (fjxmlzn/PacGAN, synthetic_data_experiments,
   `pacgan_task.py` and `config.py`): D is 3 `LinearMaxout` layers of 200 units x 5 pieces and a
   linear output; every weight of G and D drawn from N(0, 0.02), every bias 0 (`PACGAN_INIT`).
