@@ -207,7 +207,7 @@ class EpochLog(keras.callbacks.Callback):
     """The epoch scalars of `keras.callbacks.TensorBoard(update_freq="epoch")`, through `EventFile`.
 
     At the end of every epoch: `epoch_<name>` for each of the epoch's logs at step = epoch in
-    `<logdir>/train`, `val_` logs in `<logdir>/validation`: the tags, steps and values Keras
+    `<logdir>/train`, `val_<name>` logs as `epoch_<name>` in `<logdir>/validation`: the tags, steps and values Keras
     writes, without an eager `tf.summary.scalar` per value (1-1.5 ms each, 8 an epoch for the
     main job's 200 epochs). The learning rates are the GAN's: `epoch_d_learning_rate` and
     `epoch_g_learning_rate` (Keras writes `epoch_learning_rate` of `model.optimizer`, which for
@@ -245,7 +245,7 @@ class EpochLog(keras.callbacks.Callback):
         if not logs:
             return
         train = {name: value for name, value in logs.items() if not name.startswith("val_")}
-        validation = {name: value for name, value in logs.items() if name.startswith("val_")}
+        validation = {name[4:]: value for name, value in logs.items() if name.startswith("val_")}  # Keras' tags
         for name, values in (("train", {**train, **self._learning_rates()}), ("validation", validation)):
             if values:
                 writer = self._writer(name)

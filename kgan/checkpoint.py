@@ -100,7 +100,8 @@ class WeightsWriter:
             data = bytearray(data)
             for offset, index, _, _ in slots:
                 value = np.ascontiguousarray(values[index])
-                data[offset:offset + value.nbytes] = value.tobytes()
+                if value.nbytes:
+                    data[offset:offset + value.nbytes] = value.tobytes()
             with open(path, "wb") as handle:
                 handle.write(data)
             return
@@ -137,8 +138,8 @@ def _template(path, slots, values):
         data = handle.read()
     for offset, index, _, _ in slots:
         value = np.ascontiguousarray(values[index])
-        if offset is None or data[offset:offset + value.nbytes] != value.tobytes():
-            return False
+        if value.nbytes and (offset is None or data[offset:offset + value.nbytes] != value.tobytes()):
+            return False  # (an empty dataset has no data and no offset: nothing to put in place)
     return data, slots
 
 

@@ -242,6 +242,14 @@ def test_epoch_log_writes_the_epoch_scalars_keras_tensorboard_writes(tmp_path):
     for tag, values in theirs.items():
         assert [step for step, _ in ours[tag]] == [step for step, _ in values] == [0, 1, 2], tag
         np.testing.assert_allclose([v for _, v in ours[tag]], [v for _, v in values], rtol=1e-7, err_msg=tag)
+    # Validation logs: `val_<name>` as `epoch_<name>` under validation/, as Keras writes them.
+    for callback in (callbacks.EpochLog(str(tmp_path / "kgan_val")),
+                     keras.callbacks.TensorBoard(str(tmp_path / "keras_val"), write_graph=False)):
+        callback.set_model(model)
+        callback.on_epoch_end(4, {"d_loss": 0.5, "val_d_loss": 0.25})
+        callback.on_train_end()
+    assert read_scalars(str(tmp_path / "kgan_val" / "validation")) == read_scalars(
+        str(tmp_path / "keras_val" / "validation")) == {"epoch_d_loss": [(4, 0.25)]}
 
 
 @pytest.mark.parametrize("channels", [1, 3])

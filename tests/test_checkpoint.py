@@ -73,6 +73,7 @@ def test_a_file_from_the_template_is_the_replayed_file_byte_for_byte(tmp_path):
     writer(model, tmp_path / "first.weights.h5")  # replayed: makes the template
     model.fit(_labelled(), epochs=1, verbose=0)  # new values everywhere
     writer(model, tmp_path / "template.weights.h5")
+    assert writer._template  # made by the first write, used by the second
     replayed = checkpoint.WeightsWriter()
     replayed(model, tmp_path / "replayed.weights.h5")
     assert (tmp_path / "template.weights.h5").read_bytes() == (tmp_path / "replayed.weights.h5").read_bytes()

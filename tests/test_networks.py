@@ -87,6 +87,8 @@ def test_pacgan_pair_is_pacgans_2d_networks(pack):
         assert abs(float(np.std(layer.kernel.numpy())) - 0.02) < 0.0004, layer.name
     for layer in [*g_dense, *d_dense]:
         assert layer.bias is None or not np.any(layer.bias.numpy())
+    for layer in d_dense:  # non-zero biases, so the comparison checks that they are added
+        layer.bias.assign(RNG.normal(0, 0.1, size=layer.bias.shape))
     x = RNG.normal(size=(7, 2 * pack)).astype("float32")
     h = x.astype("float64")
     for layer in d_dense[:3]:
@@ -102,8 +104,12 @@ def test_maxout_takes_each_units_pieces_and_its_gradient_goes_to_the_winner():
         y = Maxout(3)(x)
     np.testing.assert_array_equal(y.numpy(), [[5.0, -1.0]])
     np.testing.assert_array_equal(tape.gradient(y, x).numpy(), [[0, 1, 0, 1, 0, 0]])
+    np.testing.assert_array_equal(Maxout(2)(tf.reshape(tf.range(12.0), (2, 1, 6))).numpy(),
+                                  [[[1, 3, 5]], [[7, 9, 11]]])  # leading axes kept
     with pytest.raises(ValueError, match="pieces >= 1"):
         Maxout(0)
+    with pytest.raises(ValueError, match="divisible by 3"):
+        Maxout(3)(tf.zeros((2, 7)))
 
 
 @pytest.mark.parametrize("shape", [(12, 12, 1), (8, 16, 1), (8, 8, 2), (2, 3)])

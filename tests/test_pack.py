@@ -163,3 +163,25 @@ def test_a_packed_run_trains_exports_and_resumes_only_with_the_same_pack(capsys,
     assert [tuple(v.shape) for v in outputs.values()] == [(3, 2)]  # the generator is unpacked
     code, _, err = run_main([*argv, "--epochs", "2", "--gp", "--loss", "wasserstein"], capsys)
     assert code == 2 and err.count("\n") == 1 and "was written --pack 2, not --pack 1" in err, err
+
+
+def test_pacgan_networks_train_packed_with_a_penalty_export_and_resume_only_with_the_same_arch(
+        capsys, tmp_path, monkeypatch):
+    """--arch pacgan (maxout D) end to end: a packed WGAN-GP run (the penalty's second-order pass
+    goes through Maxout), its export, a resume with the same networks, and a refused resume with
+    the default ones."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "--dataset", "grid25", "--steps-per-epoch", "2", "--batch-size", "8", "--latent-dim", "2",
+            "--metrics", "none", "--precision", "float32", "--xla", "off", "--run-name", "r", "--pack", "2",
+            "--gp", "--loss", "wasserstein"]
+    code, _, err = run_main([*argv, "--epochs", "1", "--arch", "pacgan"], capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "saved_models" / "r" / "config.json").read_text())
+    assert report["config"]["arch"] == "pacgan" and np.isfinite(report["final"]["d_loss"])
+    generator = tf.saved_model.load(str(tmp_path / "saved_models" / "r" / "generator"))
+    assert [tuple(v.shape) for v in generator.signatures["serving_default"](tf.zeros((3, 2))).values()] == [(3, 2)]
+    code, _, err = run_main([*argv, "--epochs", "2"], capsys)  # the default (LeakyReLU) networks
+    assert code == 2 and err.count("\n") == 1 and "--arch pacgan" in err, err
+    code, _, err = run_main([*argv, "--epochs", "2", "--arch", "pacgan"], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "saved_models" / "r" / "config.json").read_text())["epochs_trained"] == 2

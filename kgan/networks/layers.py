@@ -107,12 +107,18 @@ class Maxout(layers.Layer):
             raise ValueError(f"Maxout needs pieces >= 1; got {pieces}")
         self.pieces = int(pieces)
 
+    def build(self, input_shape):
+        if input_shape[-1] is None or input_shape[-1] % self.pieces:
+            raise ValueError(f"Maxout({self.pieces}) needs a known number of features divisible by {self.pieces}; "
+                             f"got input shape {tuple(input_shape)}")
+
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], input_shape[-1] // self.pieces)
 
     def call(self, inputs):
         units = inputs.shape[-1] // self.pieces
-        return ops.max(ops.reshape(inputs, (-1, units, self.pieces)), axis=-1)
+        pieces = ops.reshape(inputs, (*ops.shape(inputs)[:-1], units, self.pieces))
+        return ops.max(pieces, axis=-1)
 
     def get_config(self):
         return {**super().get_config(), "pieces": self.pieces}
