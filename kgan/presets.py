@@ -18,6 +18,7 @@ LOSS_SETTINGS = {
     "hinge": {"loss": "hinge"},
     "minkowski": {"loss": "minkowski"},
 }
+MIXTURES = ("ring8", "grid25")
 #: name -> (TrainConfig overrides, datasets it applies to or None for all).
 TECHNIQUES = {
     "none": ({}, None),
@@ -37,12 +38,11 @@ TECHNIQUES = {
     "pack2": ({"pack": 2}, None),
     "pack4": ({"pack": 4}, None),
     # PacGAN's own 2-D networks (maxout D, N(0, 0.02) weights: `--arch pacgan`), alone and packed.
-    "maxout": ({"arch": "pacgan"}, ("ring8", "grid25")),
-    "maxout_pack4": ({"arch": "pacgan", "pack": 4}, ("ring8", "grid25")),
+    "maxout": ({"arch": "pacgan"}, MIXTURES),
+    "maxout_pack4": ({"arch": "pacgan", "pack": 4}, MIXTURES),
 }
 #: The datasets a compare grid may use.
 DATASETS = ("ring8", "grid25", "stacked_digits", "digits")
-MIXTURES = ("ring8", "grid25")
 _PACGAN = {"batch_size": 100, "latent_dim": 2, "g_lr": 1e-4, "d_lr": 1e-4, "beta1": 0.8, "beta2": 0.999}
 _DCGAN = {"batch_size": 64, "latent_dim": 100, "g_lr": 2e-4, "d_lr": 2e-4, "beta1": 0.5, "beta2": 0.999}
 #: One optimiser for every loss, per dataset: PacGAN's on the mixtures (Lin et al. 2018, code

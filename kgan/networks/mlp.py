@@ -63,8 +63,8 @@ def mlp_discriminator(input_dim=2, units=200, num_layers=3, spectral_norm=False,
     """
     inputs = keras.Input((input_dim,), name="samples")
     x = inputs
+    width = units * (maxout_pieces or 1)
     for i in range(num_layers):
-        width = units * (maxout_pieces or 1)
         x = spectral(layers.Dense(width, name=f"dense_{i}", **_initializers(init)), spectral_norm)(x)
         x = LeakyReLU(0.2, name=f"lrelu_{i}")(x) if not maxout_pieces else Maxout(maxout_pieces, name=f"maxout_{i}")(x)
     if minibatch_std:
