@@ -229,16 +229,28 @@ class Checkpoints:
         keep: number of checkpoints kept (older ones are deleted after each save), >= 1.
         write: False on workers that must not write (multi-worker non-chief): `save` then
             writes to a temporary directory it deletes.
+        background: `save` writes the files and returns; a background thread fsyncs them,
+            renames the checkpoint into place and deletes the oldest (`kgan.atomic.Publisher`).
+            `list`, `latest` and `restore_newest` wait for it first, and so does `wait`. A
+            process that dies before then keeps the checkpoints before (and a temporary that
+            the next run's `atomic.clean_stale` removes).
     """
 
-    def __init__(self, directory, keep=3, write=True):
+    def __init__(self, directory, keep=3, write=True, background=False):
         self.directory = directory
         self.keep = int(keep)
         self.write = write
+        self.background = background
         self._write_weights = WeightsWriter()
+        self._publisher = atomic.Publisher()
+        self._bytes = None  # the last checkpoint's size: the free space the next one needs
 
     def list(self):
-        """Complete checkpoints, oldest first, as (epoch, path)."""
+        """Complete checkpoints, oldest first, as (epoch, path) (after the saves under way: `wait`)."""
+        self.wait()
+        return self._complete()
+
+    def _complete(self):
         if not os.path.isdir(self.directory):
             return []
         found = []
@@ -272,14 +284,38 @@ class Checkpoints:
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
             return None
-        found = self.list()
-        expected = atomic.size(found[-1][1]) if found else weights_bytes(gan)
-        with atomic.path(final, directory=True, expected_bytes=expected) as staging:
-            self._write_weights(gan, os.path.join(staging, WEIGHTS))
-            atomic.write_json(state, os.path.join(staging, STATE), indent=None)  # for kgan, not for reading
-        for _, old in self.list()[: -self.keep]:
-            shutil.rmtree(old, ignore_errors=True)
+        self._publisher.check()  # an earlier checkpoint's failure first
+        if self._bytes is None:
+            found = self._complete()
+            self._bytes = atomic.size(found[-1][1]) if found else weights_bytes(gan)
+        staging = atomic.stage(final, directory=True, expected_bytes=self._bytes)
+        files = [os.path.join(staging, WEIGHTS), os.path.join(staging, STATE)]
+        try:
+            self._write_weights(gan, files[0])
+            atomic.write_file(files[1], json.dumps(state) + "\n")  # one line: for kgan, not for reading
+        except BaseException as error:
+            atomic.reraise(error, atomic.abandon(staging, final, error, self._bytes))
+        self._bytes = atomic.size(staging)
+        if self.background:
+            self._publisher.submit(self._publish, staging, final, files)
+        else:
+            self._publish(staging, final, files)
         return final
+
+    def _publish(self, staging, final, files):
+        """Makes the staged checkpoint durable and complete (fsyncs, rename), then deletes the
+        oldest beyond `keep`: at every moment the newest complete checkpoint is on disk."""
+        try:
+            atomic.publish(staging, final, sync=files)
+        except BaseException as error:
+            atomic.reraise(error, atomic.abandon(staging, final, error, self._bytes))
+        for _, old in self._complete()[: -self.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def wait(self):
+        """Waits until every checkpoint saved is complete on disk; raises a failure of one of them
+        (e.g. `DiskFullError`)."""
+        self._publisher.wait()
 
     @staticmethod
     def read_state(path):
@@ -404,6 +440,9 @@ class CheckpointCallback(keras.callbacks.Callback):
         seconds = self.seconds + time.time() - (self._start or time.time())
         self.last_saved = self.checkpoints.save(self.model, done, {
             **self.extra, "logs": logs, "history": self.history, "train_seconds": round(seconds, 1)})
+
+    def on_train_end(self, logs=None):
+        self.checkpoints.wait()  # every checkpoint complete on disk before fit returns
 
 
 class DivergenceGuard(keras.callbacks.Callback):

@@ -506,6 +506,7 @@ def _train(config, verbose, print_fn, resources):
     resources.enter_context(_lock_and_clean(config, chief))
     checkpoints = checkpoint.Checkpoints(
         os.path.join(config.checkpoint_dir, config.run_name), keep=config.keep_checkpoints, write=chief,
+        background=True,  # fsyncs off the training thread; complete on disk when fit returns
     )
     initial_epoch, resumed = _resume(checkpoints, gan, config, policy, print_fn)
     previous = _previous_record(resumed, os.path.join(config.output, config.run_name), initial_epoch)
@@ -607,10 +608,16 @@ def _fit(gan, pipeline, config, initial_epoch, steps_per_epoch, fit_callbacks, v
         verbose = 1 if os.isatty(1) else 2
     start = time.time()
     with _stop_on_sigterm(gan, checkpoint_callback) as stopped:
-        history = gan.fit(
-            pipeline, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
-            callbacks=fit_callbacks, verbose=verbose, shuffle=False,
-        )
+        try:
+            history = gan.fit(
+                pipeline, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+                callbacks=fit_callbacks, verbose=verbose, shuffle=False,
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):  # the saves under way end complete; fit's error is reported
+                checkpoints.wait()
+            raise
+    checkpoints.wait()  # (CheckpointCallback's on_train_end waited already, when fit ended normally)
     if stopped["terminated"]:
         raise TerminatedError(_terminated_message(checkpoints))
     return history, time.time() - start

@@ -1,4 +1,4 @@
-"""kgan.checkpoint's `WeightsWriter`: the file Keras' `save_weights` writes, group for group.
+"""kgan.checkpoint: `WeightsWriter` (the file Keras' `save_weights` writes, group for group) and saving in the background.
 
 (Saving, keeping and restoring checkpoints end to end: tests/test_resume.py and test_faults.py.)
 """
@@ -6,6 +6,7 @@
 import h5py
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from kgan import checkpoint, penalties
@@ -140,3 +141,49 @@ def test_the_checkpoint_callback_reuses_the_guard_s_weight_check_of_the_epoch(tm
         callback.on_epoch_end(0, {})
         assert callback.last_saved is not None
     assert checked == [len(model.weights)]  # only without the guard
+
+
+def _files(directory):
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def test_a_checkpoint_saved_in_the_background_is_the_same_and_complete_once_listed(tmp_path, monkeypatch):
+    import errno
+    import os
+    import threading
+
+    from kgan import atomic
+    from kgan.errors import DiskFullError
+
+    model = image_gan()
+    model.fit(IMAGES, batch_size=16, epochs=1, verbose=0)
+    checkpoint.Checkpoints(str(tmp_path / "inline")).save(model, 1, {"note": 1})
+    background = checkpoint.Checkpoints(str(tmp_path / "background"), keep=2, background=True)
+    released, synced, fsync = threading.Event(), [], os.fsync
+
+    def slow_fsync(fd):  # a disk that takes its time: the save must not wait for it
+        assert threading.current_thread() is not threading.main_thread()
+        released.wait(30)
+        synced.append(fd)
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    path = background.save(model, 1, {"note": 1})
+    assert background._complete() == [] and not os.path.exists(path)  # returned before its fsyncs
+    released.set()
+    assert background.list() == [(1, path)] and len(synced) == 3  # weights, state.json, the directory
+    assert _files(tmp_path / "background" / "epoch-000001") == _files(tmp_path / "inline" / "epoch-000001")
+    for epoch in (2, 3, 4):  # in order; the oldest deleted only after a newer one is complete
+        background.save(model, epoch)
+    assert [epoch for epoch, _ in background.list()] == [3, 4]
+    assert not [name for name in os.listdir(tmp_path / "background") if name.startswith(atomic.PREFIX)]
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)  # out of space when the data reach the disk
+    background.save(model, 5)
+    with pytest.raises(DiskFullError, match="no space left on device writing .*epoch-000005"):
+        background.wait()
+    assert [epoch for epoch, _ in background.list()] == [3, 4]  # the last complete ones are kept
+    assert not [name for name in os.listdir(tmp_path / "background") if name.startswith(atomic.PREFIX)]
