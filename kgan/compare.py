@@ -697,7 +697,8 @@ def verdict_tables(records):
     """The validity gate, the paired claims and the stability measures (kgan/verdict.py) as
     {name: (header, rows)}, and {table name: note} marking each mixtures table whose gate failed."""
     gates = verdict.gate(records)
-    out = {"gate": verdict.gate_table(gates), "claims": verdict.claims(records), "stability": verdict.stability(records)}
+    out = {"gate": verdict.gate_table(gates), "pacgan": verdict.pacgan(records), "claims": verdict.claims(records),
+           "stability": verdict.stability(records)}
     notes = {}
     for row in gates:
         if not row["passed"]:

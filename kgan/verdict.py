@@ -3,9 +3,11 @@ measures of the Minkowski paper's Figures 1-3 (NumPy only; reads result records,
 `kgan.compare` loads them).
 
 - `gate`: before a mixture comparison means anything, its baseline must reproduce the protocol's
-  own: the loss of PacGAN's "GAN" row (`GATE_BASELINE`), averaged over seeds, must reach
-  `GATE_HQ` high-quality samples at the grid's budget. Its modes / HQ / reverse KL stand beside
-  PacGAN Table 1's GAN row.
+  own: the loss of PacGAN's "GAN" row, averaged over seeds, must reach `GATE_HQ` high-quality
+  samples at the grid's budget, on each family of networks (`GATE_BASELINES`: kgan's stand-in D,
+  PacGAN's own networks). Its modes / HQ / reverse KL stand beside PacGAN Table 1's GAN row.
+- `pacgan`: the GAN / PacGAN2 / PacGAN4 rows (the non-saturating loss unpacked and packed) beside
+  PacGAN Table 1's.
 - `claims`: Minkowski p = 4 against the original GAN, WGAN and WGAN-GP on every benchmark, as
   paired comparisons over the same seeds with a 95% bootstrap interval of the difference
   (`stats.paired_bootstrap`).
@@ -25,13 +27,29 @@ from kgan import stats
 #: generator minimises softplus(-D(G(z))) = -log D(G(z)) (fjxmlzn/PacGAN, pacgan/bricks.py,
 #: `compute_losses`), with PacGAN's Adam (the `protocol` preset).
 GATE_BASELINE = "non_saturating"
+#: The gate's baseline on each family of networks: a comparison is valid among the settings
+#: trained on the same networks (`--arch pacgan` is the `+maxout` settings).
+GATE_BASELINES = {GATE_BASELINE: "kgan's stand-in D", f"{GATE_BASELINE}+maxout": "PacGAN's networks"}
 #: Seed-mean high-quality percent the baseline must reach (issue 18; PacGAN's GAN: 98.2, 94.8).
 GATE_HQ = {"ring8": 90.0, "grid25": 80.0}
 NUM_MODES = {"ring8": 8, "grid25": 25}
-PACGAN_GAN = {"ring8": ("6.3+-0.5", "98.2+-0.2", "0.45+-0.09"), "grid25": ("17.3+-0.8", "94.8+-0.7", "0.70+-0.07")}
+#: PacGAN Table 1 (Lin et al. 2018; 10 trials): (modes, HQ %, reverse KL), by row and mixture.
+PACGAN_TABLE1 = {
+    "GAN": {"ring8": ("6.3+-0.5", "98.2+-0.2", "0.45+-0.09"), "grid25": ("17.3+-0.8", "94.8+-0.7", "0.70+-0.07")},
+    "PacGAN2": {"ring8": ("7.9+-0.1", "95.6+-2.0", "0.07+-0.03"), "grid25": ("23.8+-0.7", "91.3+-0.8", "0.13+-0.04")},
+    "PacGAN4": {"ring8": ("7.8+-0.1", "95.9+-1.4", "0.07+-0.02"), "grid25": ("24.8+-0.2", "93.6+-0.6", "0.04+-0.01")},
+}
+PACGAN_GAN = PACGAN_TABLE1["GAN"]
+#: kgan's settings of PacGAN Table 1's rows: (setting, networks, PacGAN row). PacGAN packs its GAN
+#: row's (non-saturating) loss.
+PACGAN_SETTINGS = (("non_saturating", "kgan's stand-in D", "GAN"), ("non_saturating+pack2", "kgan's stand-in D", "PacGAN2"),
+                   ("non_saturating+pack4", "kgan's stand-in D", "PacGAN4"),
+                   ("non_saturating+maxout", "PacGAN's networks", "GAN"),
+                   ("non_saturating+maxout_pack4", "PacGAN's networks", "PacGAN4"))
 #: The comparisons the verdict states: (setting, against).
 CLAIMS = (("minkowski_p4", "minimax"), ("minkowski_p4", "non_saturating"), ("minkowski_p4", "wasserstein"),
-          ("minkowski_p4", "wgan_gp"))
+          ("minkowski_p4", "wgan_gp"), ("non_saturating+pack4", "non_saturating"),
+          ("non_saturating+maxout_pack4", "non_saturating+maxout"))
 #: Each benchmark's metrics for the claims, with whether higher is better.
 CLAIM_METRICS = {"ring8": (("modes", True), ("hq_percent", True), ("reverse_kl", False)),
                  "grid25": (("modes", True), ("hq_percent", True), ("reverse_kl", False)),
@@ -58,32 +76,54 @@ def gate(records):
     formatted `modes`, `hq_percent`, `reverse_kl` cells (mean +- standard error)."""
     rows = []
     for (preset, dataset, steps), settings in sorted(_groups(records).items()):
-        runs = settings.get(GATE_BASELINE)
-        if dataset not in GATE_HQ or not runs:
-            continue
-        finals = [r.get("final", {}) for r in runs.values()]
-        hq, _, n = stats.mean_stderr([f.get("hq_percent") for f in finals])
-        rows.append({"preset": preset, "dataset": dataset, "steps": steps, "seeds": len(runs), "hq": hq,
-                     "threshold": GATE_HQ[dataset], "passed": bool(n and hq >= GATE_HQ[dataset]),
-                     **{m: _cell([f.get(m) for f in finals], 1 if m == "hq_percent" else 2)
-                        for m in ("modes", "hq_percent", "reverse_kl")}})
+        for baseline, networks in GATE_BASELINES.items():
+            runs = settings.get(baseline)
+            if dataset not in GATE_HQ or not runs:
+                continue
+            finals = [r.get("final", {}) for r in runs.values()]
+            hq, _, n = stats.mean_stderr([f.get("hq_percent") for f in finals])
+            rows.append({"preset": preset, "dataset": dataset, "steps": steps, "baseline": baseline,
+                         "networks": networks, "seeds": len(runs), "hq": hq, "threshold": GATE_HQ[dataset],
+                         "passed": bool(n and hq >= GATE_HQ[dataset]), **_cells(finals)})
     return rows
+
+
+def _cells(finals):
+    """The formatted modes, hq_percent and reverse_kl cells of some runs' final evaluations."""
+    return {m: _cell([f.get(m) for f in finals], 1 if m == "hq_percent" else 2)
+            for m in ("modes", "hq_percent", "reverse_kl")}
 
 
 def gate_table(rows):
     """(header, rows) of the gate beside PacGAN Table 1's GAN row."""
     header = ["preset", "dataset", "steps", "baseline", "seeds", "modes", "HQ %", "rev-KL", "gate", "PacGAN GAN (modes, HQ %, rev-KL)"]
-    table = [[r["preset"], r["dataset"], str(r["steps"]), GATE_BASELINE, str(r["seeds"]), r["modes"], r["hq_percent"],
-              r["reverse_kl"], f"{'passed' if r['passed'] else 'FAILED'} (HQ >= {r['threshold']:g})",
+    table = [[r["preset"], r["dataset"], str(r["steps"]), r["baseline"], str(r["seeds"]), r["modes"],
+              r["hq_percent"], r["reverse_kl"], f"{'passed' if r['passed'] else 'FAILED'} (HQ >= {r['threshold']:g})",
               ", ".join(PACGAN_GAN[r["dataset"]])] for r in rows]
     return header, table
 
 
 def gate_warnings(rows):
     """One warning line per failed gate (what `kgan compare` prints and marks its tables with)."""
-    return [f"the {r['preset']} {r['dataset']} comparison at {r['steps']} steps is not valid: its baseline "
-            f"({GATE_BASELINE}) reaches {r['hq']:.1f}% high-quality samples over {r['seeds']} seeds, below the "
-            f"gate's {r['threshold']:g}%: train longer (--steps)" for r in rows if not r["passed"]]
+    return [f"the {r['preset']} {r['dataset']} comparison at {r['steps']} steps on {r['networks']} is not valid: its "
+            f"baseline ({r['baseline']}) reaches {r['hq']:.1f}% high-quality samples over {r['seeds']} seeds, below "
+            f"the gate's {r['threshold']:g}%: train longer (--steps)" for r in rows if not r["passed"]]
+
+
+def pacgan(records):
+    """PacGAN Table 1's rows as kgan trained them (`PACGAN_SETTINGS`), mean +- standard error over
+    seeds, beside PacGAN's: (header, rows)."""
+    header = ["preset", "dataset", "steps", "setting", "networks", "seeds", "modes", "HQ %", "rev-KL",
+              "PacGAN Table 1 (modes, HQ %, rev-KL)"]
+    rows = []
+    for (preset, dataset, steps), settings in sorted(_groups(records).items()):
+        for setting, networks, name in PACGAN_SETTINGS:
+            if dataset in GATE_HQ and settings.get(setting):
+                cells = _cells([r.get("final", {}) for r in settings[setting].values()])
+                rows.append([preset, dataset, str(steps), setting, networks, str(len(settings[setting])),
+                             cells["modes"], cells["hq_percent"], cells["reverse_kl"],
+                             f"{name}: " + ", ".join(PACGAN_TABLE1[name][dataset])])
+    return header, rows
 
 
 def claims(records, confidence=0.95):

@@ -27,8 +27,9 @@ def test_the_gate_passes_on_the_seed_mean_hq_of_pacgan_s_gan_loss():
     assert (grid25["hq"], grid25["passed"]) == (75.0, False)  # (70 + 80) / 2 < 80
     assert ring8["modes"] == "7.50+-0.50" and ring8["hq_percent"] == "90.0+-5.0"  # std 7.07 / sqrt 2 = 5
     (warning,) = verdict.gate_warnings([ring8, grid25])
-    assert warning.startswith("the protocol grid25 comparison at 100 steps is not valid: its baseline "
-                              "(non_saturating) reaches 75.0% high-quality samples over 2 seeds, below the gate's 80%")
+    assert warning.startswith("the protocol grid25 comparison at 100 steps on kgan's stand-in D is not valid: its "
+                              "baseline (non_saturating) reaches 75.0% high-quality samples over 2 seeds, below the "
+                              "gate's 80%")
     header, rows = verdict.gate_table([ring8])
     assert rows[0][8] == "passed (HQ >= 90)" and rows[0][9] == "6.3+-0.5, 98.2+-0.2, 0.45+-0.09"
 
@@ -40,11 +41,40 @@ def test_a_failed_gate_marks_the_mixtures_table_and_compare_prints_a_warning(tmp
     lines = []
     args = compare_args(tmp_path, report_only=True)
     assert compare.main(args, print_fn=lines.append) == 0
-    assert any(line.startswith("kgan compare: warning: the protocol grid25 comparison at 100 steps is not valid")
+    assert any(line.startswith("kgan compare: warning: the protocol grid25 comparison at 100 steps on kgan's "
+                               "stand-in D is not valid")
                for line in lines)
     table = (tmp_path / "mixtures-protocol-100steps.md").read_text()
     assert table.startswith("**NOT VALID**: the protocol grid25 comparison")
     assert "| protocol | grid25 | 100 | non_saturating | 2 | 20.00+-0.00 | 50.0+-0.0 |" in (tmp_path / "gate.md").read_text()
+
+
+def test_each_family_of_networks_has_its_own_gate_and_pacgan_s_rows_stand_beside_table_1():
+    # PacGAN's networks (+maxout): their own unpacked baseline gates them; the stand-in's does not.
+    records = [row("non_saturating", "grid25", 0, {"hq_percent": 85.0, "modes": 22, "reverse_kl": 0.3}),
+               row("non_saturating+maxout", "grid25", 0, {"hq_percent": 60.0, "modes": 25, "reverse_kl": 0.1}),
+               row("non_saturating+maxout", "grid25", 1, {"hq_percent": 70.0, "modes": 23, "reverse_kl": 0.3}),
+               row("non_saturating+maxout_pack4", "grid25", 0, {"hq_percent": 90.0, "modes": 25, "reverse_kl": 0.04}),
+               row("non_saturating+maxout_pack4", "grid25", 1, {"hq_percent": 80.0, "modes": 25, "reverse_kl": 0.06})]
+    stand_in, pacgan_networks = verdict.gate(records)
+    assert (stand_in["baseline"], stand_in["passed"]) == ("non_saturating", True)
+    assert (pacgan_networks["baseline"], pacgan_networks["hq"], pacgan_networks["passed"]) == (
+        "non_saturating+maxout", 65.0, False)
+    (warning,) = verdict.gate_warnings([stand_in, pacgan_networks])
+    assert "on PacGAN's networks is not valid: its baseline (non_saturating+maxout) reaches 65.0%" in warning
+    header, rows = verdict.pacgan(records)
+    by_setting = {r[3]: dict(zip(header, r, strict=True)) for r in rows}
+    assert list(by_setting) == ["non_saturating", "non_saturating+maxout", "non_saturating+maxout_pack4"]
+    pac4 = by_setting["non_saturating+maxout_pack4"]
+    assert (pac4["networks"], pac4["seeds"], pac4["modes"], pac4["HQ %"], pac4["rev-KL"]) == (
+        "PacGAN's networks", "2", "25.00+-0.00", "85.0+-5.0", "0.05+-0.01")
+    assert pac4["PacGAN Table 1 (modes, HQ %, rev-KL)"] == "PacGAN4: 24.8+-0.2, 93.6+-0.6, 0.04+-0.01"
+    assert by_setting["non_saturating"]["PacGAN Table 1 (modes, HQ %, rev-KL)"].startswith("GAN: 17.3+-0.8")
+    # PacGAN4 against GAN on the same networks is one of the paired claims.
+    header, rows = verdict.claims(records)
+    hq = [dict(zip(header, r, strict=True)) for r in rows if r[3] == "hq_percent"]
+    assert [(r["setting"], r["against"], r["difference [95% CI]"][:6], r["pairs"]) for r in hq] == [
+        ("non_saturating+maxout_pack4", "non_saturating+maxout", "+20.00", "2")]
 
 
 def compare_args(out, **flags):
