@@ -128,6 +128,8 @@ def publish(staging, destination, sync=()):
             os.fsync(fd)
         finally:
             os.close(fd)
+    if os.path.isdir(staging):
+        _fsync_directory(staging)  # its entries (the files' names) before it is renamed into place
     if os.path.isdir(staging) and os.path.isdir(destination):
         tag = os.path.basename(staging)[: -len(name) - 1]  # .kgan-tmp-<pid>-<random>
         aside = os.path.join(parent, f"{tag}.old-{name}")
@@ -199,16 +201,27 @@ def write_file(file, text):
 class Publisher:
     """Runs tasks (a `publish` and what follows it) in submission order on one background thread,
     so the fsyncs that make a write durable do not hold up the caller: on these VMs' disks one
-    checkpoint's fsyncs took from a few milliseconds to 3.5 s. A task's error is raised by the
-    next `submit` or `check`, or by `wait`; `wait` also ends the thread (the next `submit`
-    starts another). At interpreter exit Python waits for the thread's tasks."""
+    checkpoint's fsyncs took from a few milliseconds to 3.5 s. At most `max_pending` tasks wait
+    (`submit` waits for the oldest beyond that), which bounds the disk held by staged writes and
+    the time `wait` can take. A task's error is raised by the next `submit` or `check`, or by
+    `wait`; `wait` also ends the thread (the next `submit` starts another). At interpreter exit
+    Python waits for the thread's tasks."""
 
-    def __init__(self):
+    def __init__(self, max_pending=4):
+        self.max_pending = int(max_pending)
         self._executor = None
         self._pending = []
 
+    @property
+    def pending(self):
+        """Tasks submitted and not finished."""
+        return sum(not task.done() for task in self._pending)
+
     def submit(self, function, *args):
         self.check()
+        while len(self._pending) >= self.max_pending:
+            concurrent.futures.wait(self._pending[:1])
+            self.check()
         if self._executor is None:
             self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="kgan-publish")
         self._pending.append(self._executor.submit(function, *args))
@@ -220,7 +233,9 @@ class Publisher:
         _first_error(done)
 
     def wait(self):
-        """Waits for every task and ends the thread; raises the first error among the tasks."""
+        """Waits for every task and ends the thread; raises the first error among the tasks. (An
+        interruption while waiting leaves the tasks pending, for the next `wait`.)"""
+        concurrent.futures.wait(self._pending)
         pending, self._pending = self._pending, []
         if self._executor is not None:
             self._executor.shutdown(wait=True)

@@ -29,7 +29,7 @@ import keras
 import numpy as np
 
 from kgan import atomic
-from kgan.errors import UsageError
+from kgan.errors import DiskFullError, UsageError
 
 WEIGHTS = "gan.weights.h5"
 STATE = "state.json"
@@ -230,7 +230,9 @@ class Checkpoints:
         write: False on workers that must not write (multi-worker non-chief): `save` then
             writes to a temporary directory it deletes.
         background: `save` writes the files and returns; a background thread fsyncs them,
-            renames the checkpoint into place and deletes the oldest (`kgan.atomic.Publisher`).
+            renames the checkpoint into place and deletes the oldest (`kgan.atomic.Publisher`;
+            at most 4 checkpoints wait, then `save` waits for the oldest; a save that finds too
+            little free space first waits for them, as they delete the oldest checkpoints).
             `list`, `latest` and `restore_newest` wait for it first, and so does `wait`. A
             process that dies before then keeps the checkpoints before (and a temporary that
             the next run's `atomic.clean_stale` removes).
@@ -288,27 +290,33 @@ class Checkpoints:
         if self._bytes is None:
             found = self._complete()
             self._bytes = atomic.size(found[-1][1]) if found else weights_bytes(gan)
-        staging = atomic.stage(final, directory=True, expected_bytes=self._bytes)
+        try:
+            staging = atomic.stage(final, directory=True, expected_bytes=self._bytes)
+        except DiskFullError:
+            if not self._publisher.pending:
+                raise
+            self.wait()  # the checkpoints under way delete the oldest when they are complete
+            staging = atomic.stage(final, directory=True, expected_bytes=self._bytes)
         files = [os.path.join(staging, WEIGHTS), os.path.join(staging, STATE)]
         try:
             self._write_weights(gan, files[0])
             atomic.write_file(files[1], json.dumps(state) + "\n")  # one line: for kgan, not for reading
         except BaseException as error:
             atomic.reraise(error, atomic.abandon(staging, final, error, self._bytes))
-        self._bytes = atomic.size(staging)
+        self._bytes = size = atomic.size(staging)
         if self.background:
-            self._publisher.submit(self._publish, staging, final, files)
+            self._publisher.submit(self._publish, staging, final, files, size)
         else:
-            self._publish(staging, final, files)
+            self._publish(staging, final, files, size)
         return final
 
-    def _publish(self, staging, final, files):
+    def _publish(self, staging, final, files, size):
         """Makes the staged checkpoint durable and complete (fsyncs, rename), then deletes the
         oldest beyond `keep`: at every moment the newest complete checkpoint is on disk."""
         try:
             atomic.publish(staging, final, sync=files)
         except BaseException as error:
-            atomic.reraise(error, atomic.abandon(staging, final, error, self._bytes))
+            atomic.reraise(error, atomic.abandon(staging, final, error, size))
         for _, old in self._complete()[: -self.keep]:
             shutil.rmtree(old, ignore_errors=True)
 

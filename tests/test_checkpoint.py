@@ -147,31 +147,49 @@ def _files(directory):
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
 
 
+class _HeldFsync:
+    """os.fsync held until `release()` (a slow disk); only the publisher's thread may call it."""
+
+    def __init__(self, monkeypatch):
+        import os
+        import threading
+
+        self.released, self.synced, self._fsync = threading.Event(), [], os.fsync
+        monkeypatch.setattr(os, "fsync", self)
+
+    def __call__(self, fd):
+        import threading
+
+        assert threading.current_thread() is not threading.main_thread()  # the save must not wait for it
+        assert self.released.wait(60)
+        self.synced.append(fd)
+        self._fsync(fd)
+
+    def release(self):
+        self.released.set()
+
+
+def _trained():
+    model = image_gan()
+    model.fit(IMAGES, batch_size=16, epochs=1, verbose=0)
+    return model
+
+
 def test_a_checkpoint_saved_in_the_background_is_the_same_and_complete_once_listed(tmp_path, monkeypatch):
     import errno
     import os
-    import threading
 
     from kgan import atomic
     from kgan.errors import DiskFullError
 
-    model = image_gan()
-    model.fit(IMAGES, batch_size=16, epochs=1, verbose=0)
+    model = _trained()
     checkpoint.Checkpoints(str(tmp_path / "inline")).save(model, 1, {"note": 1})
     background = checkpoint.Checkpoints(str(tmp_path / "background"), keep=2, background=True)
-    released, synced, fsync = threading.Event(), [], os.fsync
-
-    def slow_fsync(fd):  # a disk that takes its time: the save must not wait for it
-        assert threading.current_thread() is not threading.main_thread()
-        released.wait(30)
-        synced.append(fd)
-        fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", slow_fsync)
+    held = _HeldFsync(monkeypatch)
     path = background.save(model, 1, {"note": 1})
     assert background._complete() == [] and not os.path.exists(path)  # returned before its fsyncs
-    released.set()
-    assert background.list() == [(1, path)] and len(synced) == 3  # weights, state.json, the directory
+    held.release()
+    assert background.latest() == path and len(held.synced) == 4  # weights, state.json, its directory, the parent
     assert _files(tmp_path / "background" / "epoch-000001") == _files(tmp_path / "inline" / "epoch-000001")
     for epoch in (2, 3, 4):  # in order; the oldest deleted only after a newer one is complete
         background.save(model, epoch)
@@ -185,5 +203,38 @@ def test_a_checkpoint_saved_in_the_background_is_the_same_and_complete_once_list
     background.save(model, 5)
     with pytest.raises(DiskFullError, match="no space left on device writing .*epoch-000005"):
         background.wait()
+    background.save(model, 6)
+    background._publisher._pending[-1].exception()  # (finished)
+    with pytest.raises(DiskFullError, match="epoch-000006"):  # raised by the next save, before it writes
+        background.save(model, 7)
     assert [epoch for epoch, _ in background.list()] == [3, 4]  # the last complete ones are kept
     assert not [name for name in os.listdir(tmp_path / "background") if name.startswith(atomic.PREFIX)]
+
+
+def test_saves_in_the_background_are_bounded_and_complete_when_training_ends(tmp_path, monkeypatch):
+    import threading
+
+    model = _trained()
+    background = checkpoint.Checkpoints(str(tmp_path), keep=1, background=True)
+    background._publisher.max_pending = 2
+    held = _HeldFsync(monkeypatch)
+    background.save(model, 1)
+    background.save(model, 2)
+    third = threading.Thread(target=background.save, args=(model, 3))
+    third.start()
+    third.join(1.0)
+    assert third.is_alive()  # a third save waits while two are under way (disk and drain time bounded)
+    held.release()
+    third.join(60)
+    assert [epoch for epoch, _ in background.list()] == [3]
+
+    held.released.clear()  # the callback's end of training waits for the checkpoints under way
+    callback = checkpoint.CheckpointCallback(background)
+    callback.set_model(model)
+    callback.set_params({"epochs": 4})
+    callback.on_train_begin()
+    callback.on_epoch_end(3, {})
+    wait = background.wait
+    monkeypatch.setattr(background, "wait", lambda: (held.release(), wait())[1])
+    callback.on_train_end()
+    assert [epoch for epoch, _ in background._complete()] == [4]
