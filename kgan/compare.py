@@ -227,6 +227,9 @@ def run_one(spec, out="compare", deterministic=False, checkpoint_every=0, keep_s
     config = spec.config(out, deterministic, checkpoint_every)
     record = dataclasses.asdict(spec)
     record["key"] = spec.key
+    extended = _start_from_a_shorter_row(spec, config)
+    if extended:
+        record["extended_from"] = extended
     start = time.time()
     try:
         result = run.train(config, verbose=0, print_fn=_quiet)
@@ -321,6 +324,41 @@ def failed_record(spec, error, seconds):
     """The row of a run that failed (an exception, or its worker died) after its retry."""
     return {**dataclasses.asdict(spec), "key": spec.key, "status": "failed", "diverged": False, "final": {},
             "curves": {"step": []}, "error": error, "seconds": round(seconds, 2)}
+
+
+def _start_from_a_shorter_row(spec, config):
+    """A row of more steps whose run has no checkpoint yet starts from the newest checkpoint of the
+    same row trained for fewer steps (same preset, dataset, setting, seed and `eval_every`), copied
+    into its own checkpoint folder: training from there is the same as from the start (resume is
+    exact; with `--deterministic` a row's history is a prefix of a longer one's). Returns
+    {"key", "epoch"} of the row it starts from, or None."""
+    from kgan import atomic, checkpoint
+
+    own = os.path.join(config.checkpoint_dir, config.run_name)
+    if not config.checkpoint_every or not os.path.isdir(config.checkpoint_dir) or checkpoint.Checkpoints(own).list():
+        return None
+    prefix, suffix = f"{spec.preset}-{spec.dataset}-{spec.setting}-", f"-s{spec.seed}"
+    best = None
+    for name in os.listdir(config.checkpoint_dir):
+        steps = name[len(prefix):-len(suffix)] if name.startswith(prefix) and name.endswith(suffix) else ""
+        if not steps.isdigit() or int(steps) >= spec.steps:
+            continue
+        shorter = dataclasses.replace(spec, steps=int(steps))
+        for epoch, path in reversed(checkpoint.Checkpoints(os.path.join(config.checkpoint_dir, name)).list()):
+            try:
+                state = checkpoint.Checkpoints.read_state(path)
+            except (OSError, ValueError):
+                continue
+            if state.get("config", {}).get("steps_per_epoch") == spec.eval_every and (
+                    best is None or epoch > best[0]) and epoch * spec.eval_every <= spec.steps:
+                best = (epoch, path, shorter.key)
+            break
+    if best is None:
+        return None
+    epoch, path, key = best
+    with atomic.path(os.path.join(own, os.path.basename(path)), directory=True) as staging:
+        shutil.copytree(path, staging, dirs_exist_ok=True)
+    return {"key": key, "epoch": epoch}
 
 
 def _worker(args):

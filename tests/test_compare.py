@@ -230,6 +230,24 @@ def test_killed_compare_resumes_without_redoing_finished_runs(tmp_path):
     assert lines[: len(first)] == first  # finished runs kept as written
 
 
+def test_a_longer_row_starts_from_the_shorter_rows_checkpoint_and_ends_as_a_fresh_longer_row(tmp_path):
+    def rows(out, steps):
+        specs = compare.grid(["non_saturating"], [4], ["ring8"], 1, steps=steps, eval_every=10, preset="protocol")
+        compare.run_grid(specs, out / "results.jsonl", print_fn=lambda *a: None, deterministic=True,
+                         checkpoint_every=1)
+        return {r["steps"]: r for r in compare.load_results(out / "results.jsonl")}
+
+    rows(tmp_path / "extended", 20)
+    shorter, longer = rows(tmp_path / "extended", 30).values()
+    (fresh,) = rows(tmp_path / "fresh", 30).values()
+    assert "extended_from" not in shorter and "extended_from" not in fresh
+    assert longer["extended_from"] == {"key": "protocol/ring8/non_saturating/20/s0", "epoch": 2}
+    for name in ("final", "curves", "final_losses", "command"):  # the same floats (JSON text: NaN equals NaN)
+        assert json.dumps(longer[name], sort_keys=True) == json.dumps(fresh[name], sort_keys=True), name
+    assert longer["curves"]["step"] == [10, 20, 30]
+    assert json.dumps(longer["curves"]["d_loss"][:2]) == json.dumps(shorter["curves"]["d_loss"])
+
+
 def test_techniques_are_settings_on_top_of_every_loss():
     names = compare.setting_names(["minimax", "minkowski"], [2, 4], ["none", "ema"])
     assert names == ["minimax", "minkowski_p2", "minkowski_p4", "minimax+ema", "minkowski_p2+ema", "minkowski_p4+ema"]
