@@ -39,6 +39,7 @@ TECHNIQUES = {
     "pack4": ({"pack": 4}, None),
     # PacGAN's own 2-D networks (maxout D, N(0, 0.02) weights: `--arch pacgan`), alone and packed.
     "maxout": ({"arch": "pacgan"}, MIXTURES),
+    "maxout_pack2": ({"arch": "pacgan", "pack": 2}, MIXTURES),
     "maxout_pack4": ({"arch": "pacgan", "pack": 4}, MIXTURES),
 }
 #: The datasets a compare grid may use.

@@ -45,11 +45,13 @@ PACGAN_GAN = PACGAN_TABLE1["GAN"]
 PACGAN_SETTINGS = (("non_saturating", "kgan's stand-in D", "GAN"), ("non_saturating+pack2", "kgan's stand-in D", "PacGAN2"),
                    ("non_saturating+pack4", "kgan's stand-in D", "PacGAN4"),
                    ("non_saturating+maxout", "PacGAN's networks", "GAN"),
+                   ("non_saturating+maxout_pack2", "PacGAN's networks", "PacGAN2"),
                    ("non_saturating+maxout_pack4", "PacGAN's networks", "PacGAN4"))
 #: The comparisons the verdict states: (setting, against).
 CLAIMS = (("minkowski_p4", "minimax"), ("minkowski_p4", "non_saturating"), ("minkowski_p4", "wasserstein"),
           ("minkowski_p4", "wgan_gp"), ("non_saturating+pack4", "non_saturating"),
-          ("non_saturating+maxout_pack4", "non_saturating+maxout"))
+          ("non_saturating+maxout_pack2", "non_saturating+maxout"), ("non_saturating+maxout_pack4", "non_saturating+maxout"),
+          ("minkowski_p4+maxout_pack4", "non_saturating+maxout_pack4"))
 #: Each benchmark's metrics for the claims, with whether higher is better.
 CLAIM_METRICS = {"ring8": (("modes", True), ("hq_percent", True), ("reverse_kl", False)),
                  "grid25": (("modes", True), ("hq_percent", True), ("reverse_kl", False)),
