@@ -171,6 +171,16 @@ def test_kid_matches_tfgan(tfgan, n_a, n_b, d):
     assert expected > 1e-3
 
 
+def test_the_polynomial_kernel_is_the_cube_to_the_last_bits():
+    from kgan.metrics import kernel
+
+    x, y = _random_activations(50, 8, seed=1), _random_activations(40, 8, seed=2, shift=0.3)
+    closed_form = np.array([[(xi @ yj / 8 + 1.0) ** 3 for yj in y] for xi in x])  # libm pow, element by element
+    got = kernel._kernel(x, y)
+    assert got.shape == (50, 40) and got.dtype == np.float64
+    np.testing.assert_allclose(got, closed_form, rtol=4e-16, atol=0)  # at most ~1.5 units in the last place
+
+
 def test_kid_subsets_average_the_unbiased_estimator():
     a = _random_activations(400, 16, seed=12)
     b = _random_activations(300, 16, seed=13, shift=0.2)

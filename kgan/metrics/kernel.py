@@ -15,11 +15,18 @@ from kgan.metrics._validation import (
 
 
 def _kernel(x, y):
-    """k(x_i, y_j) = (x_i . y_j / d + 1)^3 for all pairs, `[m, n]` (in place: one [m, n] array)."""
+    """k(x_i, y_j) = (x_i . y_j / d + 1)^3 for all pairs, `[m, n]`.
+
+    The cube is two multiplications: `np.power(k, 3)` calls libm's `pow` per element, ~70x
+    slower here (72 vs 0.7 ms for 1000 x 1000; 80% of an evaluation's KID). Each value may
+    differ from `pow`'s in its last bit; KID's mean over 10^6 of them by about 1e-16 relative.
+    """
     k = x @ y.T
     k /= x.shape[1]
     k += 1.0
-    return np.power(k, 3, out=k)
+    cube = k * k
+    cube *= k
+    return cube
 
 
 def _within(x):
