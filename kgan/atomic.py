@@ -86,13 +86,17 @@ def _human(size):
     return f"{int(size)} B"
 
 
+def _fsync(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _fsync_directory(directory):
     with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync(directory)
 
 
 def stage(destination, directory=False, expected_bytes=None):
@@ -123,14 +127,11 @@ def publish(staging, destination, sync=()):
     if not os.path.lexists(staging):
         raise FileNotFoundError(f"nothing was written to {staging}")
     for file in sync:
-        fd = os.open(file, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    if os.path.isdir(staging):
+        _fsync(file)
+    is_directory = os.path.isdir(staging)
+    if is_directory:
         _fsync_directory(staging)  # its entries (the files' names) before it is renamed into place
-    if os.path.isdir(staging) and os.path.isdir(destination):
+    if is_directory and os.path.isdir(destination):
         tag = os.path.basename(staging)[: -len(name) - 1]  # .kgan-tmp-<pid>-<random>
         aside = os.path.join(parent, f"{tag}.old-{name}")
         os.rename(destination, aside)
