@@ -509,7 +509,7 @@ class DivergenceGuard(keras.callbacks.Callback):
         self.checked_epoch = None
         weights = list(self.model.weights)
         # One graph call per epoch: the index of the first non-finite weight, or -1.
-        self._first_bad = tf.function(lambda: _first_non_finite(weights))
+        self._first_bad = tf.function(lambda: _first_non_finite(weights), autograph=False)
         self._weights = weights
 
     def on_epoch_end(self, epoch, logs=None):

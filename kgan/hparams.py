@@ -10,9 +10,14 @@ TensorBoard's HParams plugin: https://www.tensorflow.org/tensorboard/hparams_tun
 """
 
 import tensorflow as tf
-from tensorboard.plugins.hparams import api as hp
 
 from kgan.config import TrainConfig
+from kgan.quiet import skipping
+
+# TensorBoard's TensorFlow stub (imported by the plugin) sets up its S3 file system when boto3 is
+# installed: 0.2 s of every run's start here, for a file system TensorFlow's own writers never use.
+with skipping(("boto3", "botocore")):
+    from tensorboard.plugins.hparams import api as hp
 
 
 def run_hparams(config, steps=None, **extra):

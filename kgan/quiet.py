@@ -41,7 +41,7 @@ class _Skip(importlib.abc.MetaPathFinder):
 
     def find_spec(self, name, path=None, target=None):
         if name.partition(".")[0] in self.packages:
-            raise ModuleNotFoundError(f"No module named {name!r} (skipped while Keras is imported)", name=name)
+            raise ModuleNotFoundError(f"No module named {name!r} (skipped by kgan.quiet while importing)", name=name)
         return None
 
 
@@ -55,7 +55,17 @@ def without_keras_extras(packages=("sklearn", "matplotlib")):
     importable again, and kgan imports what it uses of them (matplotlib for plots) when it uses
     it. A process that imported Keras, scikit-learn or matplotlib before is left as it is.
     """
-    if "keras" in sys.modules or any(p in sys.modules for p in packages):
+    if "keras" in sys.modules:
+        yield
+        return
+    with skipping(packages):
+        yield
+
+
+@contextlib.contextmanager
+def skipping(packages):
+    """While the block runs, `packages` look not installed, unless one of them is imported already."""
+    if any(p in sys.modules for p in packages):
         yield
         return
     finder = _Skip(packages)

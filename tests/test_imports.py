@@ -152,3 +152,18 @@ def test_the_clis_tensorflow_import_skips_keras_optional_scikit_learn_and_matplo
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=PACKAGE.parent, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.stdout.strip().splitlines()[-1] == "[] [] (1797, 8, 8, 1) 6.0"
+
+
+def test_kgan_hparams_skips_the_tensorboard_stubs_s3_set_up():
+    """TensorBoard's HParams plugin imports its TensorFlow stub, which imports boto3 (when
+    installed) for an S3 file system TensorFlow's writers never use: kgan.hparams hides it."""
+    code = textwrap.dedent("""
+        import sys
+        from kgan.quiet import import_tensorflow_quietly
+        import_tensorflow_quietly()
+        import kgan.hparams
+        print([m for m in ("boto3", "botocore") if m in sys.modules], kgan.hparams.hp.HParam("lr").name)
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=PACKAGE.parent, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.stdout.strip().splitlines()[-1] == "[] lr"

@@ -292,7 +292,8 @@ class Classifier(FeatureExtractor):
             import tensorflow as tf
 
             spec = tf.TensorSpec([None, *self.input_shape], "float32")
-            self._call = tf.function(lambda images: self._both(images, training=False), input_signature=[spec])
+            self._call = tf.function(lambda images: self._both(images, training=False), input_signature=[spec],
+                                     autograph=False)
         features, logits = self._call(batch)
         return np.asarray(features), np.asarray(logits)
 
