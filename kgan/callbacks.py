@@ -6,6 +6,8 @@ sample-quality metrics to TensorBoard.
 keras.callbacks.TensorBoard under several replicas, write them.)
 """
 
+import collections
+import concurrent.futures
 import contextlib
 import io
 import os
@@ -84,7 +86,7 @@ class EventFile:
         self._write(self._event(wall_time=time.time() if wall_time is None else wall_time, step=int(step),
                                 summary=self._summary(value=values)))
 
-    def image(self, tag, step, picture):
+    def image(self, tag, step, picture, wall_time=None):
         """One picture (uint8 [height, width, channels], 1 or 3 channels) at `step`, as PNG."""
         from PIL import Image
 
@@ -94,7 +96,8 @@ class EventFile:
         tensor = self._tensor(dtype=self._types.DT_STRING, string_val=[b"%d" % width, b"%d" % height, buffer.getvalue()],
                               tensor_shape=self._shape(dim=[self._shape.Dim(size=3)]))
         value = self._summary.Value(tag=tag, metadata=self._image_metadata, tensor=tensor)
-        self._write(self._event(wall_time=time.time(), step=int(step), summary=self._summary(value=[value])))
+        self._write(self._event(wall_time=time.time() if wall_time is None else wall_time, step=int(step),
+                                summary=self._summary(value=[value])))
 
     def flush(self):
         self._file.flush()
@@ -203,6 +206,50 @@ class StepLog(keras.callbacks.Callback):
             self._writer = None
 
 
+class BatchLog(keras.callbacks.Callback):
+    """Keras' logs of every step as `batch_<name>` scalars, through `EventFile`: `StepLog`'s
+    tags and step numbers (epoch * steps_per_epoch + batch + 1, so a resumed run goes on where
+    it stopped) for a fit of one step per call, where the logs are on the host every step.
+
+    `kgan train` uses it under several replicas (no `StepLog`), with `EpochLog`.
+
+    Args:
+        steps_per_epoch: to number the steps.
+        logdir: the run's TensorBoard directory; scalars go to `<logdir>/train`.
+        every: write the scalars of every `every`-th step only (1: all of them).
+    """
+
+    def __init__(self, steps_per_epoch, logdir, every=1):
+        super().__init__()
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.logdir = os.path.join(logdir, "train")
+        self.every = int(every)
+        if self.every < 1:
+            raise ValueError(f"every must be >= 1; got {every}")
+        self._writer = None
+        self._epoch = 0
+
+    def on_train_begin(self, logs=None):
+        self._writer = EventFile(self.logdir)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self._epoch * self.steps_per_epoch + batch + 1
+        if logs and step % self.every == 0:  # values of shape [1] under multi-worker (GAN._logs)
+            self._writer.scalars(step, {f"batch_{name}": np.asarray(value).reshape(-1)[0]
+                                        for name, value in logs.items()})
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
 class EpochLog(keras.callbacks.Callback):
     """The epoch scalars of `keras.callbacks.TensorBoard(update_freq="epoch")`, through `EventFile`.
 
@@ -212,8 +259,7 @@ class EpochLog(keras.callbacks.Callback):
     main job's 200 epochs). The learning rates are the GAN's: `epoch_d_learning_rate` and
     `epoch_g_learning_rate` (Keras writes `epoch_learning_rate` of `model.optimizer`, which for
     a GAN is the unused default of `Model.compile`, RMSprop at 0.001); other models get Keras'
-    tags. `kgan train` uses it with `StepLog`; under several replicas Keras' own TensorBoard
-    callback writes both the batch and the epoch scalars.
+    tags. `kgan train` uses it with `StepLog`, and with `BatchLog` under several replicas.
     """
 
     def __init__(self, logdir):
@@ -263,7 +309,9 @@ class SampleGrid(keras.callbacks.Callback):
 
     The latent batch is fixed when training starts, so pictures are comparable across epochs.
     Images are tiled into an 8-column grid; 2-D points are drawn as a scatter plot over
-    `reference` points.
+    `reference` points. The samples are drawn at the epoch's end; the picture is drawn, encoded
+    and written by one background thread, in order (at most `max_pending` waiting), so training
+    goes on meanwhile. `on_train_end` waits for every picture and raises the first failure.
 
     Args:
         logdir: TensorBoard directory of the run; pictures go to `<logdir>/samples`.
@@ -271,24 +319,29 @@ class SampleGrid(keras.callbacks.Callback):
         every: epochs between pictures.
         seed: seed of the fixed latent batch.
         reference: optional real points [N, 2] drawn under 2-D samples.
+        max_pending: pictures waiting for the background thread before an epoch's end waits.
     """
 
-    def __init__(self, logdir, num_samples=64, every=1, seed=0, reference=None):
+    def __init__(self, logdir, num_samples=64, every=1, seed=0, reference=None, max_pending=4):
         super().__init__()
         self.logdir = os.path.join(logdir, "samples")
         self.num_samples = num_samples
         self.every = every
         self.seed = seed
         self.reference = reference
+        self.max_pending = int(max_pending)
         self._writer = None
         self._latent = None
+        self._thread = None
+        self._pending = collections.deque()
 
     def on_train_begin(self, logs=None):
         self._writer = EventFile(self.logdir)
+        self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="kgan-samples")
         self._latent = keras.random.normal((self.num_samples, self.model.latent_dim), seed=self.seed)
         sampler = getattr(self.model, "sampler", self.model.generator)  # the EMA generator with --ema
         # One graph call per picture (an eager call of the functional model took 12 ms of 13 here).
-        self._sample = tf.function(lambda inputs: sampler(inputs, training=False))
+        self._sample = tf.function(lambda inputs: sampler(inputs, training=False), autograph=False)
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
@@ -297,14 +350,27 @@ class SampleGrid(keras.callbacks.Callback):
         if getattr(self.model, "num_classes", None):  # conditional: the classes in turn
             inputs = [inputs, tf.range(self.num_samples, dtype="int32") % self.model.num_classes]
         samples = np.asarray(self._sample(inputs), dtype="float32")
-        picture = plots.sample_picture(samples, self.reference, title=f"epoch {epoch + 1}")
-        self._writer.image("samples", epoch + 1, picture)
+        while self._pending and (self._pending[0].done() or len(self._pending) >= self.max_pending):
+            self._pending.popleft().result()  # a failed picture raises here
+        self._pending.append(self._thread.submit(self._write, samples, epoch + 1, time.time()))
+
+    def _write(self, samples, step, wall_time):
+        picture = plots.sample_picture(samples, self.reference, title=f"epoch {step}")
+        self._writer.image("samples", step, picture, wall_time=wall_time)
         self._writer.flush()
 
     def on_train_end(self, logs=None):
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pending.clear()
+            if self._thread is not None:
+                self._thread.shutdown(wait=True)
+                self._thread = None
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
 
 
 class MetricsCallback(keras.callbacks.Callback):

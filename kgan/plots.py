@@ -29,14 +29,16 @@ def image_grid(images, columns=8, min_cell=32, padding=2):
 
 
 def scatter_image(points, reference=None, title=None, size=4.0, dpi=80):
-    """Renders 2-D points (and optional reference points, grey) to a uint8 RGB image [H, W, 3]."""
-    import matplotlib
+    """Renders 2-D points (and optional reference points, grey) to a uint8 RGB image [H, W, 3].
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn on a `matplotlib.figure.Figure` of its own (no pyplot state), so any thread may call it.
+    """
+    from matplotlib.figure import Figure
+    from PIL import Image
 
     points = np.asarray(points)
-    figure, axes = plt.subplots(figsize=(size, size), dpi=dpi)
+    figure = Figure(figsize=(size, size), dpi=dpi)
+    axes = figure.subplots()
     if reference is not None:
         reference = np.asarray(reference)
         axes.scatter(reference[:, 0], reference[:, 1], s=2, c="0.75", label="real")
@@ -47,10 +49,7 @@ def scatter_image(points, reference=None, title=None, size=4.0, dpi=80):
     axes.legend(loc="upper right", fontsize="small", markerscale=4)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight")
-    plt.close(figure)
     buffer.seek(0)
-    from PIL import Image
-
     return np.asarray(Image.open(buffer).convert("RGB"))
 
 

@@ -451,10 +451,9 @@ def make_fit_callbacks(config, gan, dataset, logdir, steps_per_epoch, strategy, 
 
     Every step's losses and gradient norms stay in the graph (`callbacks.StepLog`'s buffer)
     and are checked and written to TensorBoard once per block of `gan.steps_per_execution`
-    steps; `callbacks.EpochLog` writes Keras' epoch scalars. With several replicas (no StepLog)
-    the guard reads Keras' logs and Keras' TensorBoard writes the batch and epoch scalars
-    (update_freq=1; with update_freq=N > 1, Keras 3.15 writes the epoch scalars only when the
-    step count is a multiple of N).
+    steps; `callbacks.EpochLog` writes Keras' epoch scalars. With several replicas (no StepLog,
+    one step per call) the guard reads Keras' logs and `callbacks.BatchLog` writes them, with
+    StepLog's tags and step numbers.
     """
     _memoize_keras_saving_skipsets()
     step_log = None
@@ -466,8 +465,8 @@ def make_fit_callbacks(config, gan, dataset, logdir, steps_per_epoch, strategy, 
         *([step_log] if step_log is not None else []),
         guard,
         *([metrics_callback] if metrics_callback is not None else []),  # adds the metrics to `logs`
-        (callbacks.EpochLog(logdir) if step_log is not None
-         else keras.callbacks.TensorBoard(logdir, update_freq=1, write_graph=False)),
+        *([] if step_log is not None else [callbacks.BatchLog(steps_per_epoch, logdir, every=config.log_every)]),
+        callbacks.EpochLog(logdir),
         callbacks.SampleGrid(logdir, num_samples=64 if dataset.kind == "images" else 1000, seed=config.seed,
                              reference=reference),
     ]

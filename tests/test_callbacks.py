@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kgan import callbacks, cli, data, evaluate, metrics, networks
+from kgan import callbacks, cli, data, evaluate, metrics, networks, plots
 from kgan.errors import UsageError
 from kgan.gan import GAN
 from kgan.metrics import classifier as classifier_module
@@ -288,3 +288,57 @@ def test_event_file_writes_what_tf_summary_writes_as_tensorboard_reads_it(tmp_pa
     assert list(ours[:2]) == list(theirs[:2]) == [b"21", b"13"]  # width, height
     np.testing.assert_array_equal(tf.io.decode_png(ours[2]).numpy(), picture)
     np.testing.assert_array_equal(tf.io.decode_png(theirs[2]).numpy(), picture)
+
+
+def _pictures(directory):
+    """[(step, decoded picture)] of the "samples" images in `directory`'s event files, in file order."""
+    found = []
+    for path in sorted(glob.glob(os.path.join(directory, "events.out.tfevents.*"))):
+        for record in tf.data.TFRecordDataset(path):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                if value.tag == "samples":
+                    found.append((event.step, tf.io.decode_png(tf.make_ndarray(value.tensor)[2]).numpy()))
+    return found
+
+
+class _SamePicture(keras.callbacks.Callback):
+    """After SampleGrid in the list: the picture of its latents drawn on the epoch's generator, inline."""
+
+    def __init__(self, grid, reference=None):
+        super().__init__()
+        self.grid, self.reference, self.expected = grid, reference, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        samples = np.asarray(self.model.generator(self.grid._latent, training=False), dtype="float32")
+        picture = plots.sample_picture(samples, self.reference, title=f"epoch {epoch + 1}")
+        self.expected.append((epoch + 1, picture[..., :1] if picture.shape[-1] == 1 else picture))
+
+
+@pytest.mark.parametrize("kind", ["images", "points"])
+def test_sample_grid_writes_each_epochs_picture_in_order_from_its_background_thread(tmp_path, kind):
+    """SampleGrid draws the samples at the epoch's end and the picture in a background thread:
+    every epoch's picture is the one drawn inline on that epoch's generator, in step order."""
+    keras.utils.set_random_seed(0)
+    if kind == "images":
+        real, num = np.random.default_rng(0).uniform(-1, 1, (64, 8, 8, 1)).astype("float32"), 16
+        generator, discriminator = networks.build((8, 8, 1), 16)
+        reference = None
+    else:
+        real, num = data.mixture_samples("ring8", 64, seed=0)[0].astype("float32"), 200
+        generator = networks.mlp_generator(16, 2, units=8, num_layers=2)
+        discriminator = networks.mlp_discriminator(2, units=8, num_layers=2)
+        reference = real
+    model = GAN(generator, discriminator, seed=0)
+    model.compile(keras.optimizers.Adam(1e-2), keras.optimizers.Adam(1e-2), loss="non_saturating")
+    grid = callbacks.SampleGrid(str(tmp_path), num_samples=num, reference=reference, max_pending=2)
+    check = _SamePicture(grid, reference)
+    model.fit(tf.data.Dataset.from_tensor_slices(real).batch(16, drop_remainder=True), epochs=5, verbose=0,
+              callbacks=[grid, check])
+    written = _pictures(str(tmp_path / "samples"))
+    assert [step for step, _ in written] == [1, 2, 3, 4, 5]
+    for (step, picture), (expected_step, expected) in zip(written, check.expected, strict=True):
+        assert step == expected_step
+        np.testing.assert_array_equal(picture, expected)
+    assert not any(np.array_equal(written[0][1], later) for _, later in written[1:])  # the generator moved
+    assert grid._thread is None and not grid._pending  # on_train_end waited and shut the thread down
