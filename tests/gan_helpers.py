@@ -1,5 +1,6 @@
-"""Small GANs and data shared by tests/test_gan.py and tests/test_techniques.py (not a test module)."""
+"""Small GANs, data and readers shared by several test modules (not a test module)."""
 
+import glob
 import os
 
 import keras
@@ -35,3 +36,19 @@ def assert_bit_equal(a, b):
     assert len(a) == len(b)
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+def read_scalars(directory):
+    """{tag: [(step, value), ...]} of the scalar events in every TensorBoard event file under `directory`."""
+    import tensorflow as tf
+
+    scalars = {}
+    for path in sorted(glob.glob(os.path.join(directory, "events.out.tfevents.*"))):
+        for record in tf.data.TFRecordDataset(path):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                if value.HasField("tensor") and value.metadata.plugin_data.plugin_name == "scalars":
+                    scalars.setdefault(value.tag, []).append((event.step, float(tf.make_ndarray(value.tensor))))
+                elif value.HasField("simple_value"):
+                    scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars

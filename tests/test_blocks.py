@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from kgan import callbacks, checkpoint, cli, data, networks
 from kgan.gan import GAN
-from tests.test_callbacks import read_scalars
+from tests.gan_helpers import read_scalars
 
 STEPS_PER_EPOCH, EPOCHS, BATCH = 4, 3, 64  # 256 examples
 

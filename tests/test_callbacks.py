@@ -16,22 +16,9 @@ from kgan import callbacks, cli, data, evaluate, metrics, networks, plots
 from kgan.errors import UsageError
 from kgan.gan import GAN
 from kgan.metrics import classifier as classifier_module
+from tests.gan_helpers import read_scalars
 
 EPOCHS, EVERY, SAMPLES = 4, 3, 200  # evaluations after epochs 1 (first), 3 (every 3rd), 4 (last)
-
-
-def read_scalars(directory):
-    """{tag: [(step, value), ...]} from every TensorBoard event file under `directory`."""
-    scalars = {}
-    for path in sorted(glob.glob(os.path.join(directory, "events.out.tfevents.*"))):
-        for record in tf.data.TFRecordDataset(path):
-            event = tf.compat.v1.Event.FromString(record.numpy())
-            for value in event.summary.value:
-                if value.HasField("tensor") and value.metadata.plugin_data.plugin_name == "scalars":
-                    scalars.setdefault(value.tag, []).append((event.step, float(tf.make_ndarray(value.tensor))))
-                elif value.HasField("simple_value"):
-                    scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
-    return scalars
 
 
 @pytest.fixture(scope="module")

@@ -274,7 +274,7 @@ def test_techniques_are_settings_on_top_of_every_loss():
 
 
 def _tensorboard_readers():
-    from tests.test_callbacks import read_scalars
+    from tests.gan_helpers import read_scalars
     from tests.test_hparams import read_hparams
 
     return read_hparams, read_scalars

@@ -158,9 +158,11 @@ def test_cli_mirrored_two_cpu_replicas_with_sync_bn_logs_what_one_device_logs(tm
     assert one.keys() == two.keys()
     for name, value in one.items():
         np.testing.assert_allclose(two[name], value, rtol=1e-4, err_msg=name)
+    from tests.gan_helpers import read_scalars
+
     # TensorBoard: one device's StepLog + EpochLog, two replicas' BatchLog + EpochLog: the same
     # tags, steps and values (no Keras `epoch_learning_rate` of compile's unused optimizer).
-    scalars = {name: _scalars(tmp_path / "logs" / name / "train") for name in ("one", "two")}
+    scalars = {name: read_scalars(str(tmp_path / "logs" / name / "train")) for name in ("one", "two")}
     assert scalars["one"].keys() == scalars["two"].keys()
     assert {"batch_d_loss", "epoch_d_loss", "epoch_d_learning_rate"} <= scalars["one"].keys()
     assert "epoch_learning_rate" not in scalars["two"]
@@ -169,22 +171,6 @@ def test_cli_mirrored_two_cpu_replicas_with_sync_bn_logs_what_one_device_logs(tm
         np.testing.assert_allclose([v for _, v in scalars["two"][tag]], [v for _, v in points], rtol=1e-4, err_msg=tag)
     message = train("odd", "--strategy", "mirrored", "--devices", "2", "--batch-size", "63", expect=2)
     assert "must be a multiple of the number of replicas (2)" in message
-
-
-def _scalars(directory):
-    """{tag: [(step, value), ...]} of the scalar events in `directory`'s event files."""
-    import glob
-
-    import tensorflow as tf
-
-    found = {}
-    for path in sorted(glob.glob(os.path.join(directory, "events.out.tfevents.*"))):
-        for record in tf.data.TFRecordDataset(path):
-            event = tf.compat.v1.Event.FromString(record.numpy())
-            for value in event.summary.value:
-                if value.metadata.plugin_data.plugin_name == "scalars":
-                    found.setdefault(value.tag, []).append((event.step, float(tf.make_ndarray(value.tensor))))
-    return found
 
 
 def _free_ports(n):

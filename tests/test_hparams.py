@@ -11,7 +11,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from kgan import cli, hparams
 from kgan.config import TrainConfig
-from tests.test_callbacks import read_scalars
+from tests.gan_helpers import read_scalars
 
 
 def read_hparams(directory):

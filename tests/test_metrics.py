@@ -181,17 +181,22 @@ def test_the_polynomial_kernel_is_the_cube_to_the_last_bits():
     np.testing.assert_allclose(got, closed_form, rtol=4e-16, atol=0)  # at most ~1.5 units in the last place
 
 
+def _kid_by_hand(a, b, subset_size, num_subsets, seed):
+    """Each subset's unbiased MMD^2, the subsets rebuilt with KID's sampler (same seed, same order)."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(num_subsets):
+        x = a[rng.choice(len(a), min(subset_size, len(a)), replace=False)]
+        y = b[rng.choice(len(b), min(subset_size, len(b)), replace=False)]
+        values.append(metrics.polynomial_mmd2_unbiased(x, y))
+    return values
+
+
 def test_kid_subsets_average_the_unbiased_estimator():
     a = _random_activations(400, 16, seed=12)
     b = _random_activations(300, 16, seed=13, shift=0.2)
     result = metrics.kernel_inception_distance(a, b, subset_size=100, num_subsets=20, seed=3)
-    # Rebuild the same subsets (same sampler, same order) and average by hand.
-    rng = np.random.default_rng(3)
-    values = []
-    for _ in range(20):
-        x = a[rng.choice(400, 100, replace=False)]
-        y = b[rng.choice(300, 100, replace=False)]
-        values.append(metrics.polynomial_mmd2_unbiased(x, y))
+    values = _kid_by_hand(a, b, 100, 20, seed=3)
     assert result["mean"] == pytest.approx(np.mean(values), rel=1e-12)
     assert result["std"] == pytest.approx(np.std(values), rel=1e-12)
     assert result["std"] > 0
@@ -207,12 +212,7 @@ def test_kid_with_all_of_b_in_every_subset_is_the_subset_by_subset_average():
     a = _random_activations(500, 16, seed=15).astype("float32")
     b = _random_activations(150, 16, seed=16, shift=0.2).astype("float32")
     result = metrics.kernel_inception_distance(a, b, subset_size=200, num_subsets=12, seed=4)
-    rng = np.random.default_rng(4)
-    values = []
-    for _ in range(12):
-        x = a[rng.choice(500, 200, replace=False)]
-        y = b[rng.choice(150, 150, replace=False)]
-        values.append(metrics.polynomial_mmd2_unbiased(x, y))
+    values = _kid_by_hand(a, b, 200, 12, seed=4)
     assert result["mean"] == pytest.approx(np.mean(values), rel=1e-12)
     assert result["std"] == pytest.approx(np.std(values), rel=1e-9)
     assert result["std"] > 0
