@@ -2,8 +2,8 @@
 sample-quality metrics to TensorBoard.
 
 (The gradient-norm logger is part of the model: `GAN(track_gradient_norms=True)` puts
-`d_grad_norm` / `g_grad_norm` into the logs; `StepLog` and `EpochLog`, or
-keras.callbacks.TensorBoard under several replicas, write them.)
+`d_grad_norm` / `g_grad_norm` into the logs; `StepLog` (or `BatchLog` under several replicas)
+and `EpochLog` write them.)
 """
 
 import collections
@@ -210,8 +210,11 @@ class BatchLog(keras.callbacks.Callback):
     """Keras' logs of every step as `batch_<name>` scalars, through `EventFile`: `StepLog`'s
     tags and step numbers (epoch * steps_per_epoch + batch + 1, so a resumed run goes on where
     it stopped) for a fit of one step per call, where the logs are on the host every step.
+    With `steps_per_execution = k > 1` Keras calls the batch hooks once per block, so only each
+    block's last step is written (as keras.callbacks.TensorBoard does).
 
-    `kgan train` uses it under several replicas (no `StepLog`), with `EpochLog`.
+    `kgan train` uses it under several replicas (no `StepLog`; one step per call unless
+    `--steps-per-execution` says otherwise), with `EpochLog`.
 
     Args:
         steps_per_epoch: to number the steps.
@@ -336,6 +339,7 @@ class SampleGrid(keras.callbacks.Callback):
         self._pending = collections.deque()
 
     def on_train_begin(self, logs=None):
+        self._finish(raise_errors=False)  # what a fit that raised left (Keras skips on_train_end then)
         self._writer = EventFile(self.logdir)
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="kgan-samples")
         self._latent = keras.random.normal((self.num_samples, self.model.latent_dim), seed=self.seed)
@@ -352,17 +356,26 @@ class SampleGrid(keras.callbacks.Callback):
         samples = np.asarray(self._sample(inputs), dtype="float32")
         while self._pending and (self._pending[0].done() or len(self._pending) >= self.max_pending):
             self._pending.popleft().result()  # a failed picture raises here
-        self._pending.append(self._thread.submit(self._write, samples, epoch + 1, time.time()))
+        self._pending.append(self._thread.submit(self._write, self._writer, samples, epoch + 1, time.time()))
 
-    def _write(self, samples, step, wall_time):
+    def _write(self, writer, samples, step, wall_time):
         picture = plots.sample_picture(samples, self.reference, title=f"epoch {step}")
-        self._writer.image("samples", step, picture, wall_time=wall_time)
-        self._writer.flush()
+        writer.image("samples", step, picture, wall_time=wall_time)
+        writer.flush()
 
     def on_train_end(self, logs=None):
+        self._finish(raise_errors=True)
+
+    def _finish(self, raise_errors):
+        """Waits for the pictures still pending, stops the thread, closes the writer; raises the
+        first failure when `raise_errors`."""
         try:
             while self._pending:
-                self._pending.popleft().result()
+                future = self._pending.popleft()
+                if raise_errors:
+                    future.result()
+                else:
+                    future.exception()  # waits; a failure of an earlier fit was its own
         finally:
             self._pending.clear()
             if self._thread is not None:

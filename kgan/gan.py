@@ -288,11 +288,6 @@ class GAN(keras.Model):
     # ------------------------------------------------------------------------------------------
     # Training: train_step, the two updates, and what they share.
 
-    # No AutoGraph: the step's Python control flow depends on settings only (tensor-dependent
-    # choices are ops.cond / ops.where), so tracing it unconverted builds the same graph and
-    # skips AutoGraph's conversion (parsing the source of every function and lambda it calls:
-    # ~0.9 s of the main job's trace here).
-    @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
         """`d_steps` discriminator updates, each on its own real batch, then one generator update."""
         if self.loss_fn is None:

@@ -15,7 +15,9 @@ from kgan.config import TrainConfig
 from kgan.quiet import skipping
 
 # TensorBoard's TensorFlow stub (imported by the plugin) sets up its S3 file system when boto3 is
-# installed: 0.2 s of every run's start here, for a file system TensorFlow's own writers never use.
+# installed: 0.2 s of every run's start here, for a file system TensorFlow's own writers never use
+# (with TensorFlow installed, TensorBoard and tf.summary use tf.io.gfile). The stub's S3 support
+# stays off in this process; boto3 itself stays importable.
 with skipping(("boto3", "botocore")):
     from tensorboard.plugins.hparams import api as hp
 

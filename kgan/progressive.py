@@ -135,8 +135,9 @@ class ProgressiveCallback(keras.callbacks.Callback):
     Before every training step it sets the curriculum to `state(gan.g_optimizer.iterations)`,
     so the state follows the optimizer (restored with the weights by a checkpoint) and needs no
     state of its own. At the end of every epoch it adds `phase` and `alpha` (the values the
-    epoch's last step used) to the epoch logs: put it BEFORE `keras.callbacks.TensorBoard` in the
-    callback list for them to reach TensorBoard (callbacks share one `logs` dict, in order).
+    epoch's last step used) to the epoch logs: put it BEFORE the callback that writes them
+    (`keras.callbacks.TensorBoard`, kgan's `EpochLog`) for them to reach TensorBoard (callbacks
+    share one `logs` dict, in order).
     With `steps_per_execution = k > 1` Keras calls the batch hooks once per k steps, so the
     state is then updated every k steps.
 

@@ -277,16 +277,21 @@ def test_event_file_writes_what_tf_summary_writes_as_tensorboard_reads_it(tmp_pa
     np.testing.assert_array_equal(tf.io.decode_png(theirs[2]).numpy(), picture)
 
 
+def _pictures_in(path):
+    """[(step, decoded picture)] of the "samples" images in one event file."""
+    found = []
+    for record in tf.data.TFRecordDataset(path):
+        event = tf.compat.v1.Event.FromString(record.numpy())
+        for value in event.summary.value:
+            if value.tag == "samples":
+                found.append((event.step, tf.io.decode_png(tf.make_ndarray(value.tensor)[2]).numpy()))
+    return found
+
+
 def _pictures(directory):
     """[(step, decoded picture)] of the "samples" images in `directory`'s event files, in file order."""
-    found = []
-    for path in sorted(glob.glob(os.path.join(directory, "events.out.tfevents.*"))):
-        for record in tf.data.TFRecordDataset(path):
-            event = tf.compat.v1.Event.FromString(record.numpy())
-            for value in event.summary.value:
-                if value.tag == "samples":
-                    found.append((event.step, tf.io.decode_png(tf.make_ndarray(value.tensor)[2]).numpy()))
-    return found
+    return [found for path in sorted(glob.glob(os.path.join(directory, "events.out.tfevents.*")))
+            for found in _pictures_in(path)]
 
 
 class _SamePicture(keras.callbacks.Callback):
@@ -302,10 +307,8 @@ class _SamePicture(keras.callbacks.Callback):
         self.expected.append((epoch + 1, picture[..., :1] if picture.shape[-1] == 1 else picture))
 
 
-@pytest.mark.parametrize("kind", ["images", "points"])
-def test_sample_grid_writes_each_epochs_picture_in_order_from_its_background_thread(tmp_path, kind):
-    """SampleGrid draws the samples at the epoch's end and the picture in a background thread:
-    every epoch's picture is the one drawn inline on that epoch's generator, in step order."""
+def _tiny_gan(kind):
+    """(compiled GAN, batched real dataset, samples per picture, reference points or None)."""
     keras.utils.set_random_seed(0)
     if kind == "images":
         real, num = np.random.default_rng(0).uniform(-1, 1, (64, 8, 8, 1)).astype("float32"), 16
@@ -318,10 +321,17 @@ def test_sample_grid_writes_each_epochs_picture_in_order_from_its_background_thr
         reference = real
     model = GAN(generator, discriminator, seed=0)
     model.compile(keras.optimizers.Adam(1e-2), keras.optimizers.Adam(1e-2), loss="non_saturating")
+    return model, tf.data.Dataset.from_tensor_slices(real).batch(16, drop_remainder=True), num, reference
+
+
+@pytest.mark.parametrize("kind", ["images", "points"])
+def test_sample_grid_writes_each_epochs_picture_in_order_from_its_background_thread(tmp_path, kind):
+    """SampleGrid draws the samples at the epoch's end and the picture in a background thread:
+    every epoch's picture is the one drawn inline on that epoch's generator, in step order."""
+    model, real, num, reference = _tiny_gan(kind)
     grid = callbacks.SampleGrid(str(tmp_path), num_samples=num, reference=reference, max_pending=2)
     check = _SamePicture(grid, reference)
-    model.fit(tf.data.Dataset.from_tensor_slices(real).batch(16, drop_remainder=True), epochs=5, verbose=0,
-              callbacks=[grid, check])
+    model.fit(real, epochs=5, verbose=0, callbacks=[grid, check])
     written = _pictures(str(tmp_path / "samples"))
     assert [step for step, _ in written] == [1, 2, 3, 4, 5]
     for (step, picture), (expected_step, expected) in zip(written, check.expected, strict=True):
@@ -329,3 +339,27 @@ def test_sample_grid_writes_each_epochs_picture_in_order_from_its_background_thr
         np.testing.assert_array_equal(picture, expected)
     assert not any(np.array_equal(written[0][1], later) for _, later in written[1:])  # the generator moved
     assert grid._thread is None and not grid._pending  # on_train_end waited and shut the thread down
+
+
+def test_sample_grid_after_a_fit_that_raised_starts_clean(tmp_path, monkeypatch):
+    """Keras skips on_train_end when fit raises: the next fit's on_train_begin waits for what was
+    pending, closes that writer and drops its failure; its own pictures go to its own file."""
+    model, real, num, _ = _tiny_gan("images")
+    grid = callbacks.SampleGrid(str(tmp_path), num_samples=num)
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise RuntimeError("stopped")  # after SampleGrid handed its (failing) first picture over
+
+    draw = plots.sample_picture
+    monkeypatch.setattr(plots, "sample_picture", lambda *a, **k: (_ for _ in ()).throw(ValueError("no picture")))
+    with pytest.raises(RuntimeError, match="stopped"):
+        model.fit(real, epochs=4, verbose=0, callbacks=[grid, Stop()])
+    first_writer = grid._writer
+    monkeypatch.setattr(plots, "sample_picture", draw)
+    model.fit(real, epochs=3, verbose=0, callbacks=[grid])  # the first fit's failed pictures are not raised
+    assert first_writer._file is not None and grid._writer is None
+    files = sorted(glob.glob(str(tmp_path / "samples" / "events.out.tfevents.*")))
+    assert len(files) == 2
+    steps = [[step for step, _ in _pictures_in(path)] for path in files]
+    assert sorted(steps, key=len) == [[], [1, 2, 3]]

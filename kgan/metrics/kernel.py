@@ -103,8 +103,9 @@ def kernel_inception_distance(a, b, subset_size=1000, num_subsets=100, seed=0):
     4 m^2 d flops in float64. When b fits in one subset (n_b <= subset_size, e.g. 1000
     generated samples scored against a larger real set) every subset holds all of b, so b's
     within-set term and the cross-kernel's row sums are computed once and each subset sums
-    its rows of them: the same estimator (each value within a few units in the last place of
-    the subset-by-subset sums), about 7x faster for 10 subsets of 1000 x 1000.
+    its rows of them (the cross-kernel only for the rows the subsets draw): the same estimator
+    (within a few units in the last place of the subset-by-subset sums); 10 subsets of 1000
+    generated vs 1797 real about 8x faster, vs 10,000 real about as fast as subset by subset.
 
     Args:
         a: activations `[n_a, d]`, n_a >= 2 (e.g. real), or a `KernelReference` of them
@@ -137,11 +138,16 @@ def kernel_inception_distance(a, b, subset_size=1000, num_subsets=100, seed=0):
     rng = np.random.default_rng(seed)
     estimates = np.empty(num_subsets, np.float64)
     if m_b == b.shape[0]:  # every subset of b is all of b (in another order): its terms are computed once
-        whole_b = as_activations(b, "b", min_samples=2)  # float64, as each subset's computation
-        b_term, cross = _within(whole_b), _cross_row_sums(as_activations(a, "a", min_samples=2), whole_b)
-        for i in range(num_subsets):
-            rows = rng.choice(a.shape[0], m_a, replace=False)
+        subsets = []  # the subsets' rows of a, drawn in the stream's order
+        for _ in range(num_subsets):
+            subsets.append(rng.choice(a.shape[0], m_a, replace=False))
             rng.choice(b.shape[0], m_b, replace=False)  # the order of b's rows: drawn to keep the stream
+        whole_b = as_activations(b, "b", min_samples=2)  # float64, as each subset's computation
+        used = np.unique(np.concatenate(subsets))  # the cross-kernel's rows, only those drawn
+        cross = np.zeros(a.shape[0])
+        cross[used] = _cross_row_sums(as_activations(a[used], "a", min_samples=1), whole_b)
+        b_term = _within(whole_b)
+        for i, rows in enumerate(subsets):
             estimates[i] = reference.term(rows) + b_term - 2.0 * cross[rows].sum() / (m_a * m_b)
         return {"mean": float(estimates.mean()), "std": float(estimates.std())}
     for i in range(num_subsets):
