@@ -717,10 +717,13 @@ def _ordered_settings(records):
             seen.append(r["setting"])
     order, techniques = list(LOSS_SETTINGS), list(TECHNIQUES)
 
+    def rank(names, name):  # a name this version does not know (a newer kgan's row) goes last
+        return (names.index(name), "") if name in names else (len(names), name)
+
     def key(setting):
         loss, _, technique = setting.partition("+")
         p = minkowski_p(loss)
-        return techniques.index(technique or "none"), order.index("minkowski" if p is not None else loss), p or 0
+        return rank(techniques, technique or "none"), rank(order, "minkowski" if p is not None else loss), p or 0
 
     return sorted(seen, key=key)
 

@@ -523,3 +523,15 @@ def test_two_processes_appending_to_one_results_file_never_tear_a_line(tmp_path)
     rows = [json.loads(line) for line in open(path)]  # every line parses
     assert sorted(r["key"] for r in rows) == sorted(f"w{w}/{i}" for w in (0, 1) for i in range(150))
     assert all(len(r["curves"]["step"]) == 3000 for r in rows)  # ~17 KB a line, more than a pipe's atomic write
+
+
+def test_settings_order_puts_what_this_version_does_not_know_last():
+    """A results file shared with a newer kgan may hold settings this version does not know:
+    the tables order them last (by name) instead of failing after the grid has run."""
+    from kgan import compare
+
+    records = [{"setting": s} for s in ("minkowski_p4+ema", "non_saturating+fancy_new", "hinge",
+                                        "newloss", "minimax", "minkowski_p2", "non_saturating+ema")]
+    # Grouped by technique (none first), then the loss's order; unknown names last in their group.
+    assert compare._ordered_settings(records) == ["minimax", "hinge", "minkowski_p2", "newloss", "non_saturating+ema",
+                                                  "minkowski_p4+ema", "non_saturating+fancy_new"]
