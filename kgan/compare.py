@@ -742,9 +742,9 @@ def verdict_tables(records):
            "stability": verdict.stability(records)}
     notes = {}
     for row in gates:
-        if not row["passed"]:
+        for warning in verdict.gate_warnings([row]):
             name = f"mixtures-{row['preset']}-{row['steps']}steps"
-            notes[name] = notes.get(name, "") + f"**NOT VALID**: {verdict.gate_warnings([row])[0]}\n\n"
+            notes[name] = notes.get(name, "") + f"**NOT VALID**: {warning}\n\n"
     return {name: table for name, table in out.items() if table[1]}, notes
 
 

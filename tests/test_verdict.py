@@ -21,8 +21,15 @@ def test_the_gate_passes_on_the_seed_mean_hq_of_pacgan_s_gan_loss():
                row("non_saturating", "ring8", 1, {"hq_percent": 85.0, "modes": 7, "reverse_kl": 0.3}),
                row("non_saturating", "grid25", 0, {"hq_percent": 70.0, "modes": 25, "reverse_kl": 0.2}),
                row("non_saturating", "grid25", 1, {"hq_percent": 80.0, "modes": 24, "reverse_kl": 0.4}),
-               row("minimax", "grid25", 0, {"hq_percent": 99.0, "modes": 25, "reverse_kl": 0.0})]  # not the baseline
-    ring8, grid25 = sorted(verdict.gate(records), key=lambda r: r["dataset"] != "ring8")
+               row("minimax", "grid25", 0, {"hq_percent": 99.0, "modes": 25, "reverse_kl": 0.0}),  # reported only
+               row("minimax", "ring8", 0, {"hq_percent": 80.0, "modes": 8, "reverse_kl": 0.1})]
+    gates = verdict.gate(records)
+    ring8, grid25 = sorted((g for g in gates if g["baseline"] == "non_saturating"), key=lambda r: r["dataset"] != "ring8")
+    # The acceptance's minimax baseline is judged on the same thresholds but decides nothing.
+    minimax = {g["dataset"]: g for g in gates if g["baseline"] == "minimax"}
+    assert (minimax["grid25"]["hq"], minimax["grid25"]["passed"], minimax["grid25"]["decides"]) == (99.0, True, False)
+    assert (minimax["ring8"]["passed"], minimax["ring8"]["decides"]) == (False, False)
+    assert len(verdict.gate_warnings(gates)) == 1  # grid25's non_saturating only, not minimax's ring8
     assert (ring8["hq"], ring8["passed"], ring8["seeds"]) == (90.0, True, 2)  # (95 + 85) / 2 >= 90
     assert (grid25["hq"], grid25["passed"]) == (75.0, False)  # (70 + 80) / 2 < 80
     assert ring8["modes"] == "7.50+-0.50" and ring8["hq_percent"] == "90.0+-5.0"  # std 7.07 / sqrt 2 = 5
@@ -30,8 +37,9 @@ def test_the_gate_passes_on_the_seed_mean_hq_of_pacgan_s_gan_loss():
     assert warning.startswith("the protocol grid25 comparison at 100 steps on kgan's stand-in D is not valid: its "
                               "baseline (non_saturating) reaches 75.0% high-quality samples over 2 seeds, below the "
                               "gate's 80%")
-    header, rows = verdict.gate_table([ring8])
+    header, rows = verdict.gate_table([ring8, minimax["ring8"]])
     assert rows[0][8] == "passed (HQ >= 90)" and rows[0][9] == "6.3+-0.5, 98.2+-0.2, 0.45+-0.09"
+    assert rows[1][3:5] == ["minimax (reported)", "1"] and rows[1][8] == "FAILED (HQ >= 90)"
 
 
 def test_a_failed_gate_marks_the_mixtures_table_and_compare_prints_a_warning(tmp_path):
