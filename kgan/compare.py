@@ -53,6 +53,11 @@ setting; the setting is then named `<loss>+<technique>`; `none` is the loss alon
     historical_averaging  historical averaging penalty, weight 0.01
     pack2, pack4          PacGAN: D judges 2 (4) samples at once, the batch counted in packed
                           examples (PacGAN2/PacGAN4 are minimax+pack2, minimax+pack4)
+    maxout, maxout_pack2, maxout_pack4
+                          PacGAN's own 2-D networks (maxout D; --arch pacgan), alone and packed
+    simultaneous          PacGAN's update rule: D's and G's gradients from one forward pass at
+                          the same weights (--updates simultaneous); maxout_simultaneous with
+                          PacGAN's networks
 
 Presets (kgan/presets.py):
     protocol         the controlled comparison, one optimiser for every loss, per dataset:

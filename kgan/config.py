@@ -83,6 +83,9 @@ class TrainConfig:
     beta1: float = _field(0.5, OPTIMISATION, resume=True, low=0, high=1, high_open=True, help="Adam's")
     beta2: float = _field(0.999, OPTIMISATION, resume=True, low=0, high=1, high_open=True, help="Adam's")
     d_steps: int = _field(1, OPTIMISATION, resume=True, gan=True, low=1, help="D updates per G update (WGAN: 5)")
+    updates: str = _field("alternating", OPTIMISATION, resume=True, gan=True, choices=names.UPDATES,
+                          help="alternating: D's update, then G's against the new D; simultaneous: both "
+                               "from one forward pass at the same weights (PacGAN's code; needs --d-steps 1)")
     # --- stabilisation --------------------------------------------------------------------------
     clip: float = _field(None, STABILISATION, resume=True, bare=0.01, low=0, low_open=True, metavar="C",
                          help="clip every D weight to [-C, C] (WGAN: 0.01)")

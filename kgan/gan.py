@@ -1,4 +1,5 @@
-"""`GAN`: a `keras.Model` whose `train_step` alternates discriminator and generator updates.
+"""`GAN`: a `keras.Model` whose `train_step` alternates discriminator and generator updates (or
+makes them simultaneously, as PacGAN's code does).
 
 Follows the Keras custom-train-step guide: trackers made in `__init__` and listed by `metrics`,
 noise from a `keras.random.SeedGenerator`, `compile()` with explicit keyword arguments, and
@@ -15,7 +16,9 @@ from the run seed by `kgan.seeds.stream_seed`, so no two streams repeat one anot
 The step, after the keras-io guide's GAN, reads top to bottom: `train_step` makes `d_steps`
 `_discriminator_step`s and one `_generator_step`; each draws latents (and fake labels), runs
 the networks, adds the adversarial loss (and the gradient penalty) and hands the loss to
-`_update`. The optional techniques (all off by default; off, the step is the plain one bit for
+`_update`. With `updates="simultaneous"` one `_simultaneous_step` takes both players' gradients
+from one forward pass at the same weights and then applies both (PacGAN's training, ALI's
+`ali_algorithm`). The optional techniques (all off by default; off, the step is the plain one bit for
 bit) are small objects from `kgan.techniques`, one class each, that contribute through hooks at
 fixed points of the step (a discriminator-input transform, a loss term, a gradient transform,
 an after-update or end-of-step hook; see that module): class-conditional training
@@ -33,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from kgan import constraints, distribute, losses, penalties, seeds, techniques
+from kgan import constraints, distribute, losses, names, penalties, seeds, techniques
 from kgan.techniques import feature_network  # noqa: F401  (kgan.gan.feature_network, as before)
 
 
@@ -106,6 +109,12 @@ class GAN(keras.Model):
             [B, 1] (logits or critic values).
         latent_dim: size of the generator input (inferred from the generator if None).
         d_steps: discriminator updates per generator update (n_critic; 5 for WGAN).
+        updates: "alternating" (the default: D's update, then G's against the updated D) or
+            "simultaneous" (both players' gradients from ONE forward pass on one latent draw,
+            both at the step's starting weights, then both applied: the procedure of PacGAN's
+            code, Lin et al. 2018, whose `ali_algorithm` takes one gradient step on D's loss + G's
+            loss). Needs `d_steps=1`; not with the techniques that change G's forward pass
+            (`feature_matching`, `unroll`).
         instance_noise: std of Gaussian noise added to every discriminator input, real and
             generated (Sonderby et al. 2016; Arjovsky & Bottou 2017); 0 disables it.
         seed: the run seed (int) of the noise: latent, fake labels and instance noise each draw
@@ -143,7 +152,7 @@ class GAN(keras.Model):
     """
 
     def __init__(self, generator, discriminator, latent_dim=None, d_steps=1, seed=None, track_gradient_norms=False,
-                 **kwargs):
+                 updates="alternating", **kwargs):
         options = techniques.options_from(kwargs)  # the techniques' options; the rest is keras.Model's
         super().__init__(**kwargs)
         if latent_dim is None:
@@ -155,6 +164,11 @@ class GAN(keras.Model):
         self.discriminator = discriminator
         self.latent_dim = int(latent_dim)
         self.d_steps = int(d_steps)
+        if updates not in names.UPDATES:
+            raise ValueError(f"updates must be one of {', '.join(names.UPDATES)}; got {updates!r}")
+        if updates == "simultaneous" and self.d_steps != 1:
+            raise ValueError(f"simultaneous updates need d_steps = 1; got {self.d_steps}")
+        self.updates = updates
         self.seed = seed
         self.seed_generator = seeds.seed_generator(seed, "latent", name="noise_seed")
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
@@ -171,6 +185,11 @@ class GAN(keras.Model):
         for technique in self.techniques:  # their Keras state, saved under these attribute names
             for name, value in technique.tracked().items():
                 setattr(self, name, value)
+        if updates == "simultaneous":
+            for technique in self.techniques:
+                if technique.changes_generator_pass():
+                    raise ValueError(f"simultaneous updates do not support {technique.name}: it changes G's "
+                                     "forward pass, which simultaneous updates share with D's")
         self._conditional = self.technique("conditional")
         self._packing = self.technique("pack")
         self.loss_fn = None
@@ -289,10 +308,16 @@ class GAN(keras.Model):
     # Training: train_step, the two updates, and what they share.
 
     def train_step(self, data):
-        """`d_steps` discriminator updates, each on its own real batch, then one generator update."""
+        """`d_steps` discriminator updates, each on its own real batch, then one generator update
+        (or, `updates="simultaneous"`, both updates from one forward pass)."""
         if self.loss_fn is None:
             raise RuntimeError("GAN must be compiled (d_optimizer, g_optimizer, loss) before training.")
         real, labels = self._unpack(data)
+        if self.updates == "simultaneous":
+            self._simultaneous_step(real, labels)
+            for technique in self.techniques:
+                technique.after_step(self)
+            return self._logs()
         # [d_steps * B, ...] -> [B, d_steps, ...]: critic update k uses real[:, k] (and labels[:, k]).
         real = ops.reshape(real, (-1, self.d_steps, *real.shape[1:]))
         labels = None if labels is None else ops.reshape(labels, (-1, self.d_steps))
@@ -343,6 +368,30 @@ class GAN(keras.Model):
             loss = self._loss(update, per_example)
         self._update(update, tape, loss)
 
+    def _simultaneous_step(self, real, labels=None):
+        """PacGAN's update: D's and G's gradients from one forward pass (one latent draw, one real
+        batch), both at the step's starting weights, then both applied, D's first."""
+        real_inputs = lambda: self._d_inputs(real, labels)  # noqa: E731
+        d_update = techniques.Update(self, techniques.DISCRIMINATOR, real_inputs)
+        g_update = techniques.Update(self, techniques.GENERATOR, real_inputs)
+        with tf.GradientTape() as d_tape, tf.GradientTape() as g_tape:
+            z, fake_labels = self._latents(ops.shape(real)[0])
+            fake = self.generator(self._with_labels(z, fake_labels), training=True)
+            real_outputs = self.discriminator(d_update.real_inputs(), training=True)
+            fake_outputs = self.discriminator(self._d_inputs(fake, fake_labels), training=True)
+            d_per_example = self.loss_fn.discriminator_loss(real_outputs, fake_outputs)
+            self.d_loss_tracker.update_state(d_per_example)
+            if self.penalty is not None:
+                d_per_example = d_per_example + self._penalty(real, labels, z, fake)
+            d_loss = self._loss(d_update, d_per_example)
+            g_per_example = self.loss_fn.generator_loss(fake_outputs, real_outputs)
+            self.g_loss_tracker.update_state(g_per_example)
+            g_loss = self._loss(g_update, g_per_example)
+        d_gradients = d_tape.gradient(d_loss, d_update.network.trainable_variables)
+        g_gradients = g_tape.gradient(g_loss, g_update.network.trainable_variables)
+        self._apply_update(d_update, d_gradients, real_outputs)
+        self._apply_update(g_update, g_gradients)
+
     def _penalty(self, real, labels, z, fake):
         """The gradient penalty per example, of the discriminator as it is trained (`_critic`).
 
@@ -368,10 +417,13 @@ class GAN(keras.Model):
 
     def _update(self, update, tape, loss, real_outputs=None):
         """Applies the player's gradients of `loss`, then the techniques' `after_update` hooks."""
-        variables = update.network.trainable_variables
+        self._apply_update(update, tape.gradient(loss, update.network.trainable_variables), real_outputs)
+
+    def _apply_update(self, update, gradients, real_outputs=None):
+        """Applies the player's `gradients`, then the techniques' `after_update` hooks."""
         discriminator = update.player == techniques.DISCRIMINATOR
         tracker = self.d_grad_norm_tracker if discriminator else self.g_grad_norm_tracker
-        self._apply(self._optimizer(update.player), tracker, tape.gradient(loss, variables), variables)
+        self._apply(self._optimizer(update.player), tracker, gradients, update.network.trainable_variables)
         for technique in self.techniques:
             technique.after_update(update, real_outputs)
 
@@ -510,6 +562,7 @@ class GAN(keras.Model):
             "discriminator": keras.saving.serialize_keras_object(self.discriminator),
             "latent_dim": self.latent_dim,
             "d_steps": self.d_steps,
+            "updates": self.updates,
             "seed": self.seed,
             "track_gradient_norms": self.track_gradient_norms,
             **techniques.serialize_options(self._options),

@@ -31,6 +31,8 @@ AUGMENTS = ("diffaugment", "ada")
 OPTIMIZERS = ("adam", "rmsprop")
 #: `--unroll-optimizer` (kgan.unrolled).
 UNROLL_OPTIMIZERS = ("discriminator", "sgd")
+#: `--updates` (kgan.gan.GAN): D then G each step, or both from one forward pass (PacGAN's).
+UPDATES = ("alternating", "simultaneous")
 #: `--strategy` (kgan.distribute).
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 #: `--precision` (kgan.distribute).

@@ -41,6 +41,9 @@ TECHNIQUES = {
     "maxout": ({"arch": "pacgan"}, MIXTURES),
     "maxout_pack2": ({"arch": "pacgan", "pack": 2}, MIXTURES),
     "maxout_pack4": ({"arch": "pacgan", "pack": 4}, MIXTURES),
+    # PacGAN's update rule (`--updates simultaneous`: both players' gradients from one forward pass).
+    "simultaneous": ({"updates": "simultaneous"}, None),
+    "maxout_simultaneous": ({"arch": "pacgan", "updates": "simultaneous"}, MIXTURES),
 }
 #: The datasets a compare grid may use.
 DATASETS = ("ring8", "grid25", "stacked_digits", "digits")

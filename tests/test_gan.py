@@ -222,6 +222,54 @@ def test_neutral_options_give_the_plain_step_bit_for_bit(plain_weights, options)
         assert history["augment_p"] == [0.0, 0.0]
 
 
+# ---- simultaneous updates (PacGAN's) ------------------------------------------------------
+
+
+def constant_gan(updates, b, w, c, lr):
+    """G(z) = b for every z (zero kernel), D(x) = x . w + c, plain SGD."""
+    latent = keras.Input((2,))
+    generator = keras.Model(latent, keras.layers.Dense(2, kernel_initializer="zeros",
+                                                       bias_initializer=keras.initializers.Constant(b))(latent))
+    samples = keras.Input((2,))
+    discriminator = keras.Model(samples, keras.layers.Dense(1, kernel_initializer=keras.initializers.Constant(w),
+                                                            bias_initializer=keras.initializers.Constant(c))(samples))
+    model = gan.GAN(generator, discriminator, seed=0, updates=updates)
+    model.compile(keras.optimizers.SGD(lr), keras.optimizers.SGD(lr), loss="non_saturating")
+    return model
+
+
+@pytest.mark.parametrize("updates", names.UPDATES)
+def test_simultaneous_updates_take_both_gradients_at_the_same_weights(updates):
+    b, w, c, lr = np.array([0.5, -1.0]), np.array([[0.3], [0.8]]), 0.1, 0.5
+    real = np.array([[1.0, 2.0], [-1.0, 0.5], [0.0, -1.5], [2.0, 1.0]], "float32")
+    model = constant_gan(updates, b, w, c, lr)
+    model.fit(real, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    # Hand computation: D's loss mean(softplus(-D(r)) + softplus(D(b))), G's softplus(-D(b)).
+    s_real, s_fake = real @ w[:, 0] + c, b @ w[:, 0] + c
+    w_new = w[:, 0] - lr * ((-sig(-s_real)[:, None] * real).mean(0) + sig(s_fake) * b)
+    c_new = c - lr * (-sig(-s_real).mean() + sig(s_fake))
+    d_for_g = (w[:, 0], c) if updates == "simultaneous" else (w_new, c_new)  # alternating: G sees the new D
+    b_new = b + lr * sig(-(b @ d_for_g[0] + d_for_g[1])) * d_for_g[0]
+    kernel, bias = (v.numpy() for v in model.discriminator.weights)
+    np.testing.assert_allclose(kernel[:, 0], w_new, rtol=1e-6)
+    np.testing.assert_allclose(bias, [c_new], rtol=1e-6)
+    np.testing.assert_allclose(model.generator.weights[1].numpy(), b_new, rtol=1e-6)
+
+
+def test_simultaneous_updates_refuse_what_they_cannot_do():
+    generator, discriminator = mlp_pair()
+    with pytest.raises(ValueError, match="need d_steps = 1"):
+        gan.GAN(generator, discriminator, updates="simultaneous", d_steps=5)
+    for option in ({"unroll": 2}, {"feature_matching": 1.0}):
+        with pytest.raises(ValueError, match="simultaneous updates do not support"):
+            gan.GAN(generator, discriminator, updates="simultaneous", **option)
+    with pytest.raises(ValueError, match="updates must be one of"):
+        gan.GAN(generator, discriminator, updates="sometimes")
+    model = gan.GAN(generator, discriminator, updates="simultaneous", ema=0.9, pack=2)
+    assert gan.GAN.from_config(model.get_config()).updates == "simultaneous"
+
+
 # ---- configuration --------------------------------------------------------------------------
 
 
