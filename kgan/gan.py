@@ -335,15 +335,19 @@ class GAN(keras.Model):
         z, fake_labels = self._latents(ops.shape(real)[0])
         fake = self.generator(self._with_labels(z, fake_labels), training=True)
         with tf.GradientTape() as tape:
-            real_outputs = self.discriminator(update.real_inputs(), training=True)
-            fake_outputs = self.discriminator(self._d_inputs(fake, fake_labels), training=True)
-            per_example = self.loss_fn.discriminator_loss(real_outputs, fake_outputs)
-            self.d_loss_tracker.update_state(per_example)
-            if self.penalty is not None:
-                per_example = per_example + self._penalty(real, labels, z, fake)
-            loss = self._loss(update, per_example)
+            loss, real_outputs, _ = self._discriminator_loss(update, real, labels, z, fake, fake_labels)
         self._update(update, tape, loss, real_outputs)
         return real_outputs
+
+    def _discriminator_loss(self, update, real, labels, z, fake, fake_labels):
+        """D's loss on a real batch and fakes (with the penalty), and D's outputs on both."""
+        real_outputs = self.discriminator(update.real_inputs(), training=True)
+        fake_outputs = self.discriminator(self._d_inputs(fake, fake_labels), training=True)
+        per_example = self.loss_fn.discriminator_loss(real_outputs, fake_outputs)
+        self.d_loss_tracker.update_state(per_example)
+        if self.penalty is not None:
+            per_example = per_example + self._penalty(real, labels, z, fake)
+        return self._loss(update, per_example), real_outputs, fake_outputs
 
     def _generator_step(self, batch, real_outputs, real=None, labels=None):
         """One generator update; `real` (and `labels`) are the last critic update's real batch.
@@ -377,13 +381,7 @@ class GAN(keras.Model):
         with tf.GradientTape() as d_tape, tf.GradientTape() as g_tape:
             z, fake_labels = self._latents(ops.shape(real)[0])
             fake = self.generator(self._with_labels(z, fake_labels), training=True)
-            real_outputs = self.discriminator(d_update.real_inputs(), training=True)
-            fake_outputs = self.discriminator(self._d_inputs(fake, fake_labels), training=True)
-            d_per_example = self.loss_fn.discriminator_loss(real_outputs, fake_outputs)
-            self.d_loss_tracker.update_state(d_per_example)
-            if self.penalty is not None:
-                d_per_example = d_per_example + self._penalty(real, labels, z, fake)
-            d_loss = self._loss(d_update, d_per_example)
+            d_loss, real_outputs, fake_outputs = self._discriminator_loss(d_update, real, labels, z, fake, fake_labels)
             g_per_example = self.loss_fn.generator_loss(fake_outputs, real_outputs)
             self.g_loss_tracker.update_state(g_per_example)
             g_loss = self._loss(g_update, g_per_example)
