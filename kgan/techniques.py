@@ -506,13 +506,6 @@ class FeatureMatching(Technique):
     def trackers(self):
         return [self.tracker]
 
-    def changes_generator_pass(self):
-        """Whether the technique overrides how G's update runs D on the fakes (`before_generator_update`,
-        `fake_outputs`): simultaneous updates share that pass with D's update, so cannot have it."""
-        cls = type(self)
-        return (cls.before_generator_update is not Technique.before_generator_update
-                or cls.fake_outputs is not Technique.fake_outputs)
-
     def before_generator_update(self, update):
         update.values["real_features"] = self.network(update.real_inputs(), training=True)[0]
 
