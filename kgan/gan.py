@@ -315,16 +315,14 @@ class GAN(keras.Model):
         real, labels = self._unpack(data)
         if self.updates == "simultaneous":
             self._simultaneous_step(real, labels)
-            for technique in self.techniques:
-                technique.after_step(self)
-            return self._logs()
-        # [d_steps * B, ...] -> [B, d_steps, ...]: critic update k uses real[:, k] (and labels[:, k]).
-        real = ops.reshape(real, (-1, self.d_steps, *real.shape[1:]))
-        labels = None if labels is None else ops.reshape(labels, (-1, self.d_steps))
-        for k in range(self.d_steps):
-            batch = (real[:, k],) if labels is None else (real[:, k], labels[:, k])
-            real_outputs = self._discriminator_step(*batch)
-        self._generator_step(ops.shape(real)[0], real_outputs, *batch)
+        else:
+            # [d_steps * B, ...] -> [B, d_steps, ...]: critic update k uses real[:, k] (and labels[:, k]).
+            real = ops.reshape(real, (-1, self.d_steps, *real.shape[1:]))
+            labels = None if labels is None else ops.reshape(labels, (-1, self.d_steps))
+            for k in range(self.d_steps):
+                batch = (real[:, k],) if labels is None else (real[:, k], labels[:, k])
+                real_outputs = self._discriminator_step(*batch)
+            self._generator_step(ops.shape(real)[0], real_outputs, *batch)
         for technique in self.techniques:
             technique.after_step(self)
         return self._logs()
