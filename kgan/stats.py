@@ -6,7 +6,8 @@
   ch. 13); `scipy.stats.bootstrap(..., paired=True, method="percentile")` is the reference the
   tests check it against.
 - `oscillation_index`: how much a loss curve still moves at the end of training (the Minkowski
-  paper's Figures 2-3 claim, quantified).
+  paper's Figures 2-3 claim, quantified); `swing`: how far a metric moves from one evaluation to
+  the next at the end of training (an oscillating sample quality, not a rising one).
 - `steps_to_quality`: the first evaluation at which a run captured every mode at the
   high-quality threshold (time to quality).
 """
@@ -90,6 +91,23 @@ def oscillation_index(curve, tail=0.5):
 def oscillation_std(curve, tail=0.5):
     """Standard deviation of the last `tail` of a curve (the absolute oscillation)."""
     return float(_tail(curve, tail).std())
+
+
+def swing(curve, tail=0.5):
+    """Mean absolute change between consecutive values in the last `tail` of a curve.
+
+    `mean(|c[i+1] - c[i]|)` over the tail's k = ceil(tail * len(c)) values: how far a metric moves
+    from one evaluation to the next. Unlike the tail's standard deviation it hardly sees a steady
+    trend (a curve rising by 1 a step swings by 1), so it separates a metric that still climbs from
+    one that oscillates. Non-finite values are dropped first.
+
+    Raises:
+        ValueError: if `tail` is not in (0, 1] or the tail has fewer than two finite values.
+    """
+    values = _tail(curve, tail)
+    if values.size < 2:
+        raise ValueError("the curve's tail has fewer than two finite values")
+    return float(np.abs(np.diff(values)).mean())
 
 
 def _tail(curve, tail):

@@ -15,8 +15,9 @@ measures of the Minkowski paper's Figures 1-3 (NumPy only; reads result records,
   (`stats.paired_bootstrap`).
 - `stability`: per setting, D's gradient-norm scale (Figure 1), the oscillation index of the D and
   G loss curves over the last half of training (Figures 2-3; `stats.oscillation_index` of the
-  per-evaluation mean losses), and the steps to first reach every mode at the gate's HQ
-  threshold (time to quality).
+  per-evaluation mean losses), the swing of the high-quality percent over the last half
+  (`stats.swing`: the mean change between consecutive evaluations, in points), and the steps to
+  first reach every mode at the gate's HQ threshold (time to quality).
 """
 
 import collections
@@ -170,11 +171,12 @@ def _claim_word(result, higher_is_better):
 def stability(records):
     """Per (preset, dataset, steps, setting): D's gradient-norm scale (seed mean of the run's mean
     `d_grad_norm`), the oscillation index of the D and G losses (`stats.oscillation_index` of the
-    per-evaluation curve's last half; seed mean) and, on the mixtures, the steps to first reach
-    every mode at the gate's HQ threshold (seed mean over the seeds that reached it, and how many
-    did). (header, rows)."""
+    per-evaluation curve's last half; seed mean) and, on the mixtures, the swing of the HQ percent
+    over the last half (`stats.swing`; seed mean, in points: how much a final evaluation depends on
+    when training stopped) and the steps to first reach every mode at the gate's HQ threshold (seed
+    mean over the seeds that reached it, and how many did). (header, rows)."""
     header = ["preset", "dataset", "steps", "setting", "D grad norm", "D loss oscillation", "G loss oscillation",
-              "steps to all modes at HQ threshold (reached)"]
+              "HQ swing (points)", "steps to all modes at HQ threshold (reached)"]
     rows = []
     for (preset, dataset, steps), settings in sorted(_groups(records).items()):
         for setting, runs in settings.items():
@@ -183,6 +185,7 @@ def stability(records):
                          _cell([_mean(c.get("d_grad_norm")) for c in curves], 3),
                          _cell([_oscillation(c.get("d_loss")) for c in curves], 3),
                          _cell([_oscillation(c.get("g_loss")) for c in curves], 3),
+                         _cell([_swing(c.get("hq_percent")) for c in curves], 1) if dataset in GATE_HQ else "-",
                          _time_to_quality(dataset, curves)])
     return header, rows
 
@@ -197,6 +200,15 @@ def _oscillation(curve):
         return None
     try:
         return stats.oscillation_index(curve)
+    except ValueError:
+        return None
+
+
+def _swing(curve):
+    if not curve or len(curve) < 4:
+        return None
+    try:
+        return stats.swing(curve)
     except ValueError:
         return None
 

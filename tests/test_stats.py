@@ -59,6 +59,16 @@ def test_oscillation_index_of_hand_made_curves():
         stats.oscillation_index(swinging, tail=0)
 
 
+def test_swing_is_the_mean_change_between_evaluations_and_hardly_sees_a_trend():
+    oscillating = [0.0, 0.0, 90.0, 60.0, 90.0, 60.0]  # last half [60, 90, 60]: changes 30, 30
+    assert stats.swing(oscillating) == pytest.approx(30.0)
+    rising = [0.0, 10.0, 20.0, 30.0, 40.0, 50.0]  # last half [30, 40, 50]: std 8.2, swing 10
+    assert stats.swing(rising) == pytest.approx(10.0)
+    assert stats.swing([1.0, 5.0, 2.0, float("nan"), 4.0], tail=1.0) == pytest.approx((4 + 3 + 2) / 3)
+    with pytest.raises(ValueError, match="fewer than two"):
+        stats.swing([1.0, 2.0, 3.0], tail=0.3)
+
+
 def test_steps_to_quality_is_the_first_evaluation_with_all_modes_at_the_threshold():
     steps = [1000, 2000, 3000, 4000]
     modes = [6, 8, 8, 8]

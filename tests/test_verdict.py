@@ -119,7 +119,7 @@ def test_stability_measures_against_hand_computed_values():
     curves = [{"step": [100, 200, 300, 400], "d_loss": [5.0, 1.0, 1.0, 3.0], "g_loss": [1.0, 1.0, 2.0, 2.0],
                "d_grad_norm": [1.0, 2.0, 3.0, 6.0], "modes": [5, 8, 8, 8], "hq_percent": [10.0, 85.0, 95.0, 99.0]},
               {"step": [100, 200, 300, 400], "d_loss": [1.0, 1.0, 1.0, 3.0], "g_loss": [1.0, 1.0, 2.0, 2.0],
-               "d_grad_norm": [2.0, 2.0, 2.0, 2.0], "modes": [5, 7, 7, 7], "hq_percent": [10.0, 95.0, 95.0, 99.0]}]
+               "d_grad_norm": [2.0, 2.0, 2.0, 2.0], "modes": [5, 7, 7, 7], "hq_percent": [10.0, 95.0, 99.0, 93.0]}]
     records = [row("minimax", "ring8", s, {}, curves=c) for s, c in enumerate(curves)]
     header, rows = verdict.stability(records)
     (cells,) = rows
@@ -127,6 +127,7 @@ def test_stability_measures_against_hand_computed_values():
     assert cells["D grad norm"] == "2.500+-0.500"  # run means 3 and 2
     assert cells["D loss oscillation"] == "0.500+-0.000"  # last half [1, 3]: std 1 / mean 2, both seeds
     assert cells["G loss oscillation"] == "0.000+-0.000"  # last half [2, 2]
+    assert cells["HQ swing (points)"] == "5.0+-1.0"  # last halves [95, 99] and [99, 93]: 4 and 6
     # seed 0 first has 8 modes with HQ >= 90 at step 300; seed 1 never has all 8 modes
     assert cells["steps to all modes at HQ threshold (reached)"] == "300 (1/2)"
 
