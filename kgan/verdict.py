@@ -183,9 +183,9 @@ def stability(records):
             curves = [r.get("curves", {}) for r in runs.values()]
             rows.append([preset, dataset, str(steps), setting,
                          _cell([_mean(c.get("d_grad_norm")) for c in curves], 3),
-                         _cell([_oscillation(c.get("d_loss")) for c in curves], 3),
-                         _cell([_oscillation(c.get("g_loss")) for c in curves], 3),
-                         _cell([_swing(c.get("hq_percent")) for c in curves], 1) if dataset in GATE_HQ else "-",
+                         _cell([_measure(stats.oscillation_index, c.get("d_loss")) for c in curves], 3),
+                         _cell([_measure(stats.oscillation_index, c.get("g_loss")) for c in curves], 3),
+                         _cell([_measure(stats.swing, c.get("hq_percent"), 4) for c in curves], 1) if dataset in GATE_HQ else "-",
                          _time_to_quality(dataset, curves)])
     return header, rows
 
@@ -195,20 +195,13 @@ def _mean(curve):
     return float(np.mean(values)) if values else None
 
 
-def _oscillation(curve):
-    if not curve or len(curve) < 2:
+def _measure(measure, curve, min_values=2):
+    """`measure(curve)` (a `stats` function of a curve's last half), or None for a curve too short
+    or without finite values there."""
+    if not curve or len(curve) < min_values:
         return None
     try:
-        return stats.oscillation_index(curve)
-    except ValueError:
-        return None
-
-
-def _swing(curve):
-    if not curve or len(curve) < 4:
-        return None
-    try:
-        return stats.swing(curve)
+        return measure(curve)
     except ValueError:
         return None
 
