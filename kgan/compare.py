@@ -685,7 +685,7 @@ def tables(records):
                 for dataset in MIXTURES:
                     row = table.get((preset, dataset, s, steps), {})
                     seeds.append(str(row.get("seeds", 0)))
-                    cells += [stats.format_mean_stderr(row.get(c, (0, 0, 0)), 2 if c != "hq_percent" else 1) for c in MIXTURE_COLUMNS]
+                    cells += [stats.format_mean_stderr(row.get(c, (0, 0, 0)), verdict.DIGITS[c]) for c in MIXTURE_COLUMNS]
                 rows.append([s, *cells, "/".join(seeds)])
             rows += [[name, *cells, "10"] for name, *cells in PACGAN_PUBLISHED]
             out[f"mixtures-{suffix}"] = (header, rows)

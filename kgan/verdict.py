@@ -40,6 +40,8 @@ GATE_REPORTED = {"minimax": "kgan's stand-in D", "minimax+maxout": "PacGAN's net
 #: Seed-mean high-quality percent the baseline must reach (issue 18; PacGAN's GAN: 98.2, 94.8).
 GATE_HQ = {"ring8": 90.0, "grid25": 80.0}
 NUM_MODES = {"ring8": 8, "grid25": 25}
+#: Decimals of each mixture metric in the tables (reverse KL to 0.001: converged rows reach 0.002-0.006).
+DIGITS = {"modes": 2, "hq_percent": 1, "reverse_kl": 3}
 #: PacGAN Table 1 (Lin et al. 2018; 10 trials): (modes, HQ %, reverse KL), by row and mixture.
 PACGAN_TABLE1 = {
     "GAN": {"ring8": ("6.3+-0.5", "98.2+-0.2", "0.45+-0.09"), "grid25": ("17.3+-0.8", "94.8+-0.7", "0.70+-0.07")},
@@ -79,15 +81,31 @@ def _cell(values, digits=2):
     return stats.format_mean_stderr(stats.mean_stderr(values), digits)
 
 
+def networks_of(setting):
+    """The family of networks a setting trains: PacGAN's networks for the `+maxout...` settings
+    (`--arch pacgan`), else kgan's stand-in D."""
+    pacgan = any(t.startswith("maxout") for t in setting.split("+")[1:])
+    return GATE_BASELINES[f"{GATE_BASELINE}+maxout" if pacgan else GATE_BASELINE]
+
+
 def gate(records):
-    """The validity gate of every (preset, mixture, steps) whose baseline ran: a list of dicts with
-    `preset`, `dataset`, `steps`, `seeds`, `hq` (seed mean), `threshold`, `passed`, and the
-    formatted `modes`, `hq_percent`, `reverse_kl` cells (mean +- standard error)."""
+    """The validity gate of every (preset, mixture, steps, family of networks) that has rows: a list
+    of dicts with `preset`, `dataset`, `steps`, `baseline`, `networks`, `seeds`, `hq` (seed mean),
+    `threshold`, `passed`, `decides`, and the formatted `modes`, `hq_percent`, `reverse_kl` cells
+    (mean +- standard error). A family with rows but no row of its deciding baseline at that budget
+    gets a failed entry with 0 seeds (`missing`): its comparison is not valid yet."""
     rows = []
     for (preset, dataset, steps), settings in sorted(_groups(records).items()):
         for baseline, networks in (GATE_BASELINES | GATE_REPORTED).items():
             runs = settings.get(baseline)
-            if dataset not in GATE_HQ or not runs:
+            if dataset not in GATE_HQ:
+                continue
+            if not runs:
+                if baseline in GATE_BASELINES and any(networks_of(s) == networks for s in settings):
+                    rows.append({"preset": preset, "dataset": dataset, "steps": steps, "baseline": baseline,
+                                 "networks": networks, "seeds": 0, "hq": float("nan"), "threshold": GATE_HQ[dataset],
+                                 "passed": False, "decides": True, "missing": True,
+                                 "modes": "-", "hq_percent": "-", "reverse_kl": "-"})
                 continue
             finals = [r.get("final", {}) for r in runs.values()]
             hq, _, n = stats.mean_stderr([f.get("hq_percent") for f in finals])
@@ -100,8 +118,7 @@ def gate(records):
 
 def _cells(finals):
     """The formatted modes, hq_percent and reverse_kl cells of some runs' final evaluations."""
-    return {m: _cell([f.get(m) for f in finals], 1 if m == "hq_percent" else 2)
-            for m in ("modes", "hq_percent", "reverse_kl")}
+    return {m: _cell([f.get(m) for f in finals], DIGITS[m]) for m in DIGITS}
 
 
 def gate_table(rows):
@@ -109,7 +126,7 @@ def gate_table(rows):
     header = ["preset", "dataset", "steps", "baseline", "seeds", "modes", "HQ %", "rev-KL", "gate", "PacGAN GAN (modes, HQ %, rev-KL)"]
     table = [[r["preset"], r["dataset"], str(r["steps"]), r["baseline"] + ("" if r.get("decides", True) else " (reported)"),
               str(r["seeds"]), r["modes"], r["hq_percent"], r["reverse_kl"],
-              f"{'passed' if r['passed'] else 'FAILED'} (HQ >= {r['threshold']:g})",
+              "not run" if r.get("missing") else f"{'passed' if r['passed'] else 'FAILED'} (HQ >= {r['threshold']:g})",
               ", ".join(PACGAN_GAN[r["dataset"]])] for r in rows]
     return header, table
 
@@ -118,8 +135,10 @@ def gate_warnings(rows):
     """One warning line per failed gate of a deciding baseline (what `kgan compare` prints and marks
     its tables with)."""
     return [f"the {r['preset']} {r['dataset']} comparison at {r['steps']} steps on {r['networks']} is not valid: its "
-            f"baseline ({r['baseline']}) reaches {r['hq']:.1f}% high-quality samples over {r['seeds']} seeds, below "
-            f"the gate's {r['threshold']:g}%: train longer (--steps)" for r in rows
+            + (f"baseline ({r['baseline']}) has no row at this budget yet: run it first"
+               if r.get("missing") else
+               f"baseline ({r['baseline']}) reaches {r['hq']:.1f}% high-quality samples over {r['seeds']} seeds, below "
+               f"the gate's {r['threshold']:g}%: train longer (--steps)") for r in rows
             if r.get("decides", True) and not r["passed"]]
 
 

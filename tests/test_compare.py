@@ -45,7 +45,7 @@ def test_aggregation_means_and_standard_errors():
     assert (n, mean) == (2, pytest.approx(0.25)) and stderr == pytest.approx(0.05)
     header, rows = compare.tables(records)["mixtures-recommended-100steps"]
     assert header[1] == "ring8 modes /8"
-    assert rows[0] == ["minimax", "7.00+-0.58", "95.0+-2.9", "0.25+-0.05", "-", "-", "-", "3/0"]
+    assert rows[0] == ["minimax", "7.00+-0.58", "95.0+-2.9", "0.250+-0.050", "-", "-", "-", "3/0"]
     assert rows[1][0] == "minkowski_p2" and rows[2][:2] == ["minkowski_p4", "8.00"]  # one seed: no stderr
     assert rows[-1][0] == "PacGAN4 (PacGAN paper)"
     header, rows = compare.tables(records)["p-ablation-recommended-100steps"]
@@ -195,7 +195,7 @@ def test_legacy_result_names_and_report_only_ignores_the_grid_flags(tmp_path):
     args = parser.parse_args(["--report-only", "--datasets", "nope", "--eval-every", "7", "--out", str(tmp_path)])
     assert compare.main(args, print_fn=lambda *a: None) == 0
     header, *rows = (tmp_path / "mixtures-recommended-100steps.csv").read_text().splitlines()
-    assert rows[0] == "minimax,7.00+-1.00,85.0+-5.0,0.20+-0.10,-,-,-,2/0"
+    assert rows[0] == "minimax,7.00+-1.00,85.0+-5.0,0.200+-0.100,-,-,-,2/0"
     assert (tmp_path / "modes_captured-over-training-recommended-ring8-100steps.png").exists()
     assert_tensorboard_is_the_results(tmp_path / "tensorboard", records)  # --report-only rebuilds the view too
 

@@ -57,6 +57,40 @@ def test_a_failed_gate_marks_the_mixtures_table_and_compare_prints_a_warning(tmp
     assert "| protocol | grid25 | 100 | non_saturating | 2 | 20.00+-0.00 | 50.0+-0.0 |" in (tmp_path / "gate.md").read_text()
 
 
+def test_a_family_without_its_gate_s_baseline_at_a_budget_is_not_valid_yet(tmp_path):
+    # ring8 at 200 steps: minimax (stand-in D, reported only) and PacGAN4 on PacGAN's networks have
+    # rows, neither family's deciding baseline has; grid25: the stand-in's baseline passes.
+    records = [row("minimax", "ring8", 0, {"hq_percent": 96.0, "modes": 8, "reverse_kl": 0.0}),
+               row("non_saturating+maxout_pack4", "ring8", 0, {"hq_percent": 96.0, "modes": 8, "reverse_kl": 0.0}),
+               row("non_saturating", "grid25", 0, {"hq_percent": 85.0, "modes": 25, "reverse_kl": 0.1}),
+               row("minimax", "grid25", 0, {"hq_percent": 85.0, "modes": 25, "reverse_kl": 0.1})]
+    for r in records:
+        r["steps"] = 200
+    assert verdict.networks_of("minimax") == "kgan's stand-in D"
+    assert verdict.networks_of("minkowski_p4+maxout_pack4") == "PacGAN's networks"
+    assert verdict.networks_of("non_saturating+pack4") == "kgan's stand-in D"
+    gates = verdict.gate(records)
+    missing = sorted((g["dataset"], g["baseline"]) for g in gates if g.get("missing"))
+    assert missing == [("ring8", "non_saturating"), ("ring8", "non_saturating+maxout")]
+    warnings = verdict.gate_warnings(gates)
+    assert warnings == [
+        "the protocol ring8 comparison at 200 steps on kgan's stand-in D is not valid: its baseline (non_saturating) "
+        "has no row at this budget yet: run it first",
+        "the protocol ring8 comparison at 200 steps on PacGAN's networks is not valid: its baseline "
+        "(non_saturating+maxout) has no row at this budget yet: run it first"]
+    header, rows = verdict.gate_table(gates)
+    cells = {(r[1], r[3]): r for r in rows}
+    assert cells[("ring8", "non_saturating")][4:9] == ["0", "-", "-", "-", "not run"]
+    assert cells[("ring8", "minimax (reported)")][8] == "passed (HQ >= 90)"
+    assert cells[("grid25", "non_saturating")][8] == "passed (HQ >= 80)"
+    assert ("grid25", "non_saturating+maxout") not in cells  # no row of that family on grid25
+    with open(tmp_path / "results.jsonl", "w") as handle:
+        handle.writelines(json.dumps(r) + "\n" for r in records)
+    assert compare.main(compare_args(tmp_path, report_only=True), print_fn=lambda line: None) == 0
+    assert (tmp_path / "mixtures-protocol-200steps.md").read_text().startswith(
+        "**NOT VALID**: the protocol ring8 comparison at 200 steps on kgan's stand-in D is not valid")
+
+
 def test_each_family_of_networks_has_its_own_gate_and_pacgan_s_rows_stand_beside_table_1():
     # PacGAN's networks (+maxout): their own unpacked baseline gates them; the stand-in's does not.
     records = [row("non_saturating", "grid25", 0, {"hq_percent": 85.0, "modes": 22, "reverse_kl": 0.3}),
@@ -75,7 +109,7 @@ def test_each_family_of_networks_has_its_own_gate_and_pacgan_s_rows_stand_beside
     assert list(by_setting) == ["non_saturating", "non_saturating+maxout", "non_saturating+maxout_pack4"]
     pac4 = by_setting["non_saturating+maxout_pack4"]
     assert (pac4["networks"], pac4["seeds"], pac4["modes"], pac4["HQ %"], pac4["rev-KL"]) == (
-        "PacGAN's networks", "2", "25.00+-0.00", "85.0+-5.0", "0.05+-0.01")
+        "PacGAN's networks", "2", "25.00+-0.00", "85.0+-5.0", "0.050+-0.010")
     assert pac4["PacGAN Table 1 (modes, HQ %, rev-KL)"] == "PacGAN4: 24.8+-0.2, 93.6+-0.6, 0.04+-0.01"
     assert by_setting["non_saturating"]["PacGAN Table 1 (modes, HQ %, rev-KL)"].startswith("GAN: 17.3+-0.8")
     # PacGAN4 against GAN on the same networks is one of the paired claims.
