@@ -104,8 +104,7 @@ def gate(records):
                 if baseline in GATE_BASELINES and any(networks_of(s) == networks for s in settings):
                     rows.append({"preset": preset, "dataset": dataset, "steps": steps, "baseline": baseline,
                                  "networks": networks, "seeds": 0, "hq": float("nan"), "threshold": GATE_HQ[dataset],
-                                 "passed": False, "decides": True, "missing": True,
-                                 "modes": "-", "hq_percent": "-", "reverse_kl": "-"})
+                                 "passed": False, "decides": True, "missing": True, **_cells([])})
                 continue
             finals = [r.get("final", {}) for r in runs.values()]
             hq, _, n = stats.mean_stderr([f.get("hq_percent") for f in finals])
