@@ -16,8 +16,9 @@ import sys
 
 import numpy as np
 
-STD = 0.01  # ring8: radius 1, std 0.01 (BENCHMARKS.md)
-MEANS = np.stack([np.cos(np.arange(8) * 2 * np.pi / 8), np.sin(np.arange(8) * 2 * np.pi / 8)], 1)
+from kgan.data.mixtures import mixture_modes
+
+MEANS, STD = mixture_modes("ring8")
 
 
 def split(samples):
@@ -32,8 +33,8 @@ def split(samples):
 def main(folder):
     rows = collections.defaultdict(list)
     for path in sorted(glob.glob(os.path.join(folder, "*-ring8-*.npz"))):
-        setting = re.match(r".*-ring8-(.*)-\d+-s\d+\.npz$", os.path.basename(path)).group(1)
-        rows[setting].append(split(np.load(path)["samples"]))
+        setting, steps = re.match(r".*-ring8-(.*)-(\d+)-s\d+\.npz$", os.path.basename(path)).groups()
+        rows[f"{setting}, {steps} steps"].append(split(np.load(path)["samples"]))
     print("| setting | seeds | HQ % | 3-10 std % | > 10 std % | mode offset (std) | corr(HQ, offset) |")
     print("|---|---|---|---|---|---|---|")
     for setting, values in rows.items():
