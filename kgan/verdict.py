@@ -11,8 +11,9 @@ measures of the Minkowski paper's Figures 1-3 (NumPy only; reads result records,
 - `pacgan`: the GAN / PacGAN2 / PacGAN4 rows (the non-saturating loss unpacked and packed) beside
   PacGAN Table 1's.
 - `claims`: Minkowski p = 4 against the original GAN, WGAN and WGAN-GP on every benchmark, as
-  paired comparisons over the same seeds with a 95% bootstrap interval of the difference
-  (`stats.paired_bootstrap`).
+  paired comparisons over the same seeds with a 95% bootstrap interval of the difference and the
+  exact sign-flip test's p-value (`stats.paired_bootstrap`); "better" / "worse" needs both, and
+  fewer than 6 pairs (where no sign-flip test reaches 0.05) are "too few pairs".
 - `stability`: per setting, D's gradient-norm scale (Figure 1), the oscillation index of the D and
   G loss curves over the last half of training (Figures 2-3; `stats.oscillation_index` of the
   per-evaluation mean losses), the swing of the high-quality percent over the last half
@@ -160,9 +161,10 @@ def pacgan(records):
 def claims(records, confidence=0.95):
     """Paired comparisons of `CLAIMS` on every benchmark with both settings: (header, rows), each
     row the two settings' mean +- standard error, the mean paired difference with its bootstrap
-    interval, the pairs used and whether the setting is better, worse or not distinguishable."""
+    interval and sign-flip p-value, the pairs used and whether the setting is better, worse, not
+    distinguishable, or compared on too few pairs to tell."""
     header = ["preset", "dataset", "steps", "metric", "setting", "against", "setting mean", "against mean",
-              "difference [95% CI]", "pairs", "verdict"]
+              "difference [95% CI]", "p (sign-flip)", "pairs", "verdict"]
     rows = []
     for (preset, dataset, steps), settings in sorted(_groups(records).items()):
         for name, other in CLAIMS:
@@ -174,12 +176,15 @@ def claims(records, confidence=0.95):
                 b = [settings[other][s].get("final", {}).get(metric) for s in seeds]
                 result = stats.paired_bootstrap(a, b, confidence)
                 rows.append([preset, dataset, str(steps), metric, name, other, _cell(a), _cell(b),
-                             f"{result['diff']:+.3f} [{result['low']:+.3f}, {result['high']:+.3f}]", str(result["n"]),
-                             _claim_word(result, higher)])
+                             f"{result['diff']:+.3f} [{result['low']:+.3f}, {result['high']:+.3f}]",
+                             f"{result['p']:.3f}", str(result["n"]), _claim_word(result, higher, confidence)])
     return header, rows
 
 
-def _claim_word(result, higher_is_better):
+def _claim_word(result, higher_is_better, confidence):
+    fewest = stats.min_pairs_for(confidence)
+    if result["n"] < fewest:
+        return f"too few pairs to tell (< {fewest})"
     if not result["significant"]:
         return "no significant difference"
     better = (result["diff"] > 0) == higher_is_better

@@ -33,6 +33,34 @@ def test_paired_bootstrap_matches_scipy_percentile_bootstrap_of_the_mean_differe
     assert ours["significant"]  # a 0.5 shift with noise 0.3 over 12 seeds
 
 
+@pytest.mark.parametrize("n", [3, 6, 10, 20])
+def test_sign_flip_p_matches_scipys_paired_permutation_test(n):
+    rng = np.random.default_rng(n)
+    a = rng.normal(0.3, 1.0, size=n)
+    b = rng.normal(0.0, 1.0, size=n)
+    ours = stats.sign_flip_p(a - b)
+    # permutation_type="samples" swaps each pair's members: the sign of each difference. SciPy is
+    # exact up to n_resamples; at n = 20 (2^20 assignments) both are Monte Carlo estimates.
+    reference = scipy_stats.permutation_test((a, b), lambda x, y, axis: np.mean(x - y, axis=axis), vectorized=True,
+                                             permutation_type="samples", n_resamples=2 ** 16, random_state=0).pvalue
+    assert ours == pytest.approx(reference, abs=0.0 if n <= 16 else 0.01)
+
+
+def test_sign_flip_p_by_hand_and_the_fewest_pairs_that_can_be_significant():
+    assert stats.sign_flip_p([1.0, 2.0, 3.0]) == 2 / 8  # only all-plus and all-minus reach |mean| 2
+    assert stats.sign_flip_p([1.0, -1.0]) == 1.0  # every assignment has |mean| >= 0
+    assert stats.sign_flip_p([3.0, 1.0]) == 2 / 4  # |mean| 2 at ++ and --, 1 at +- and -+
+    assert math.isnan(stats.sign_flip_p([]))
+    assert stats.min_pairs_for(0.95) == 6 and stats.min_pairs_for(0.99) == 8  # 2 / 2^6 < 0.05, 2 / 2^8 < 0.01
+
+
+def test_paired_bootstrap_is_significant_only_when_the_sign_flip_test_agrees():
+    five = stats.paired_bootstrap([3.0] * 5, [1.0] * 5)  # the interval is [2, 2], p = 2 / 32
+    assert (five["low"], five["high"], five["p"]) == (2.0, 2.0, 0.0625) and not five["significant"]
+    six = stats.paired_bootstrap([3.0] * 6, [1.0] * 6)
+    assert six["p"] == 2 / 64 and six["significant"]
+
+
 def test_paired_bootstrap_drops_incomplete_pairs_and_is_not_significant_for_equal_settings():
     result = stats.paired_bootstrap([1.0, 2.0, None, 4.0], [1.0, 2.0, 3.0, float("nan")])
     assert result["n"] == 2 and result["diff"] == 0.0

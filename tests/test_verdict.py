@@ -130,23 +130,37 @@ def compare_args(out, **flags):
     return args
 
 
-def test_claims_are_paired_over_the_same_seeds_with_a_bootstrap_interval():
-    mink = [8, 8, 7, 8, 8]
-    gan = [6, 7, 5, 6, 7, 3]  # seed 5 has no Minkowski partner: left out of the pairs
+def test_claims_are_paired_over_the_same_seeds_with_a_bootstrap_interval_and_a_sign_flip_test():
+    mink = [8, 8, 7, 8, 8, 8]
+    gan = [6, 7, 5, 6, 7, 7, 3]  # seed 6 has no Minkowski partner: left out of the pairs
     records = [row("minkowski_p4", "ring8", s, {"modes": m, "reverse_kl": 0.1}) for s, m in enumerate(mink)]
     records += [row("minimax", "ring8", s, {"modes": m, "reverse_kl": 0.1 + 0.01 * s}) for s, m in enumerate(gan)]
     header, rows = verdict.claims(records)
     by_metric = {r[3]: dict(zip(header, r, strict=True)) for r in rows}
     modes = by_metric["modes"]
-    diffs = np.array(mink) - np.array(gan[:5])  # 2, 1, 2, 2, 1: every pair favours Minkowski
+    diffs = np.array(mink) - np.array(gan[:6])  # 2, 1, 2, 2, 1, 1: every pair favours Minkowski
     assert modes["difference [95% CI]"].startswith(f"{diffs.mean():+.3f} [")
     low = float(modes["difference [95% CI]"].split("[")[1].split(",")[0])
     assert 1.0 <= low <= diffs.mean()  # a resampled mean of values in {1, 2} is >= 1
-    assert (modes["pairs"], modes["verdict"]) == ("5", "better")
-    kl = by_metric["reverse_kl"]  # 0.1 vs 0.10..0.14: lower is better, so Minkowski is better
-    assert kl["difference [95% CI]"].startswith("-0.020 [") and kl["verdict"] == "better"
-    assert by_metric["hq_percent"]["verdict"] == "no significant difference"  # no values: no pairs
+    # Of the 2^6 sign assignments only all-plus and all-minus reach |mean| 1.5: p = 2 / 64.
+    assert modes["p (sign-flip)"] == "0.031"
+    assert (modes["pairs"], modes["verdict"]) == ("6", "better")
+    kl = by_metric["reverse_kl"]  # 0.1 vs 0.10..0.15: lower is better; seed 0 ties (diff 0)
+    # |mean| 0.025 is reached by flipping nothing or everything, whatever seed 0's sign: p = 4 / 64.
+    assert kl["difference [95% CI]"].startswith("-0.025 [") and kl["p (sign-flip)"] == "0.062"
+    assert kl["verdict"] == "no significant difference"  # the interval leaves out 0, the test does not
+    assert by_metric["hq_percent"]["verdict"] == "too few pairs to tell (< 6)"  # no values: no pairs
     assert by_metric["hq_percent"]["pairs"] == "0"
+
+
+def test_a_claim_on_fewer_than_six_pairs_is_not_judged_even_when_every_pair_agrees():
+    records = [row("minkowski_p4", "ring8", s, {"modes": 8}) for s in range(5)]
+    records += [row("minimax", "ring8", s, {"modes": 6}) for s in range(5)]
+    header, rows = verdict.claims(records)
+    modes = next(dict(zip(header, r, strict=True)) for r in rows if r[3] == "modes")
+    # Five pairs of +2: the bootstrap interval is [2, 2], but 2 / 2^5 = 0.0625 is the smallest p.
+    assert modes["difference [95% CI]"] == "+2.000 [+2.000, +2.000]" and modes["p (sign-flip)"] == "0.062"
+    assert modes["verdict"] == "too few pairs to tell (< 6)"
 
 
 def test_stability_measures_against_hand_computed_values():

@@ -11,6 +11,7 @@ Prints one line a pair and exits 1 if any pair differs.
 """
 
 import ast
+import itertools
 import json
 import sys
 
@@ -28,7 +29,7 @@ def pairs(rows):
         by_run.setdefault(run, []).append(row)
     for runs in by_run.values():
         runs.sort(key=lambda row: row["steps"])
-        for shorter, longer in zip(runs, runs[1:]):
+        for shorter, longer in itertools.pairwise(runs):
             yield longer, shorter
 
 
