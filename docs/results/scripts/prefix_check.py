@@ -10,15 +10,10 @@ is an independent re-run of the shorter row; a row extended from the shorter row
 Prints one line a pair and exits 1 if any pair differs.
 """
 
-import ast
 import itertools
-import json
 import sys
 
-
-def curves(row):
-    value = row["curves"]
-    return ast.literal_eval(value) if isinstance(value, str) else value
+from kgan.compare import load_results
 
 
 def pairs(rows):
@@ -34,10 +29,10 @@ def pairs(rows):
 
 
 def main(path):
-    rows = [json.loads(line) for line in open(path) if line.strip()]
+    rows = load_results(path)
     failed = 0
     for longer, shorter in pairs(rows):
-        a, b = curves(shorter), curves(longer)
+        a, b = shorter["curves"], longer["curves"]
         n = len(a["step"])
         names = sorted(name for name in a if name in b)
         differ = [name for name in names if a[name][:n] != b[name][:n]]

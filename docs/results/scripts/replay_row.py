@@ -9,7 +9,6 @@ both, and exits 1 if anything differs. The same check on a small grid is
 tests/test_compare.py::test_each_row_records_the_kgan_train_command_that_reproduces_it_exactly.
 """
 
-import ast
 import glob
 import json
 import os
@@ -18,12 +17,12 @@ import subprocess
 import sys
 import tempfile
 
+from kgan.compare import load_results
+
 
 def main(key, path="docs/results/mixtures/results.jsonl"):
-    rows = {row["key"]: row for row in map(json.loads, filter(str.strip, open(path)))}
-    row = rows[key]
+    row = next(row for row in load_results(path) if row["key"] == key)
     curves = row["curves"]
-    curves = ast.literal_eval(curves) if isinstance(curves, str) else curves
     with tempfile.TemporaryDirectory() as tmp:
         argv = shlex.split(row["command"])[1:] + [
             "--output", os.path.join(tmp, "m"), "--logdir", os.path.join(tmp, "l"),
