@@ -257,6 +257,7 @@ def run_one(spec, out="compare", deterministic=False, checkpoint_every=0, keep_s
         final_losses={k: report["final"][k] for k in ("d_loss", "g_loss") if k in report.get("final", {})},
         curves={"step": [(i + 1) * spec.eval_every for i in range(epochs)], **history},
         seconds=round(time.time() - start, 2),
+        epochs_this_fit=report.get("epochs_this_fit"),  # fewer than the row's epochs: it was resumed
     )
     record["status"] = "diverged" if error else "ok"
     if error:
@@ -740,11 +741,11 @@ def markdown(header, rows):
 
 
 def verdict_tables(records):
-    """The validity gate, the paired claims and the stability measures (kgan/verdict.py) as
+    """The validity gate, the paired claims, the stability measures and the rows' cost (kgan/verdict.py) as
     {name: (header, rows)}, and {table name: note} marking each mixtures table whose gate failed."""
     gates = verdict.gate(records)
     out = {"gate": verdict.gate_table(gates), "pacgan": verdict.pacgan(records), "claims": verdict.claims(records),
-           "stability": verdict.stability(records)}
+           "stability": verdict.stability(records), "compute": verdict.compute(records)}
     notes = {}
     for row in gates:
         for warning in verdict.gate_warnings([row]):

@@ -19,6 +19,8 @@ measures of the Minkowski paper's Figures 1-3 (NumPy only; reads result records,
   per-evaluation mean losses), the swing of the high-quality percent over the last half
   (`stats.swing`: the mean change between consecutive evaluations, in points), and the steps to
   first reach every mode at the gate's HQ threshold (time to quality).
+- `compute`: what the rows cost: per setting, the hours its rows trained and the seconds of a
+  row trained whole in one process (the closing note's "wall time the grids took").
 """
 
 import collections
@@ -236,3 +238,34 @@ def _time_to_quality(dataset, curves):
                for c in curves if c.get("step") and c.get("modes") and c.get("hq_percent")]
     hits = [step for step in reached if step is not None]
     return f"{_cell(hits, 0)} ({len(hits)}/{len(reached)})"
+
+
+def compute(records):
+    """What the grid's rows cost, per (preset, dataset, steps, setting): the rows, the hours they
+    trained (the sum of each row's `seconds`: the wall time of the process that finished it,
+    evaluations included; a row reused from another preset costs nothing), and the seconds of a row
+    and milliseconds of a step over the rows known to have been trained whole by that process, from
+    step 0 (`epochs_this_fit`, recorded since 2026-12-07, equals the row's epochs). A row extended
+    from a shorter row's checkpoint or resumed after a kill spent only its last part there, and an
+    older row does not say which it was: neither is timed. (header, rows)."""
+    header = ["preset", "dataset", "steps", "setting", "rows", "hours", "rows timed whole", "seconds a row",
+              "ms a step"]
+    groups = collections.defaultdict(list)
+    for record in records:
+        if not record.get("reused_from"):
+            groups[(record["preset"], record["dataset"], record["steps"], record["setting"])].append(record)
+    rows = []
+    for (preset, dataset, steps, setting), runs in sorted(groups.items()):
+        whole = [r["seconds"] for r in runs if _trained_whole(r)]
+        rows.append([preset, dataset, str(steps), setting, str(len(runs)),
+                     f"{sum(r.get('seconds', 0.0) for r in runs) / 3600:.2f}", str(len(whole)), _cell(whole, 0),
+                     _cell([1000 * s / steps for s in whole], 1)])
+    return header, rows
+
+
+def _trained_whole(record):
+    """Whether the row says its `seconds` cover its every step: it finished (not diverged or
+    failed), was not extended from a shorter row, and its one fit trained all its epochs."""
+    if record.get("status", "ok") != "ok" or record.get("extended_from") or record.get("seconds") is None:
+        return False
+    return record.get("epochs_this_fit") == record["steps"] // record["eval_every"]

@@ -59,8 +59,9 @@ def test_table_files(tmp_path):
     assert "| hinge | 10.50+-0.50 | 0.010+-0.000 | 2 | 0 |" in md
     with open(tmp_path / "digits-recommended-100steps.csv") as handle:
         assert handle.read().splitlines()[1] == "hinge,10.50+-0.50,0.010+-0.000,2,0"
-    assert sorted(map(os.path.basename, paths)) == ["digits-recommended-100steps.csv", "digits-recommended-100steps.md",
-                                                    "stability.csv", "stability.md"]  # no gate or claim on one setting
+    assert sorted(map(os.path.basename, paths)) == ["compute.csv", "compute.md", "digits-recommended-100steps.csv",
+                                                    "digits-recommended-100steps.md", "stability.csv",
+                                                    "stability.md"]  # no gate or claim on one setting
 
 
 def test_grid_and_settings():
@@ -244,6 +245,8 @@ def test_a_longer_row_starts_from_the_shorter_rows_checkpoint_and_ends_as_a_fres
     (fresh,) = rows(tmp_path / "fresh", 30).values()
     assert "extended_from" not in shorter and "extended_from" not in fresh
     assert longer["extended_from"] == {"key": "protocol/ring8/non_saturating/20/s0", "epoch": 2}
+    # what each row's `seconds` timed: the extended row trained only its last epoch (verdict.compute)
+    assert (shorter["epochs_this_fit"], longer["epochs_this_fit"], fresh["epochs_this_fit"]) == (2, 1, 3)
     for name in ("final", "curves", "final_losses", "command"):  # the same floats (JSON text: NaN equals NaN)
         assert json.dumps(longer[name], sort_keys=True) == json.dumps(fresh[name], sort_keys=True), name
     assert longer["curves"]["step"] == [10, 20, 30]

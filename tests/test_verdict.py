@@ -180,6 +180,28 @@ def test_stability_measures_against_hand_computed_values():
     assert cells["steps to all modes at HQ threshold (reached)"] == "300 (1/2)"
 
 
+def test_compute_sums_the_hours_and_times_only_the_rows_trained_whole():
+    def timed(seed, seconds, **extra):
+        return {**row("minimax", "ring8", seed, {}), "seconds": seconds, **extra}
+
+    whole = {"epochs_this_fit": 2}  # 100 steps evaluated every 50
+    records = [timed(0, 1800.0, **whole), timed(1, 2000.0, **whole), timed(2, 2600.0, **whole),
+               timed(3, 700.0, epochs_this_fit=1),  # resumed after a kill: its last epoch only
+               timed(4, 900.0, extended_from="protocol/ring8/minimax/50/s4", **whole),
+               timed(5, 300.0, status="diverged"),
+               timed(7, 1000.0),  # an older row: it does not say whether it was resumed
+               timed(6, 1800.0, reused_from="recommended/ring8/minimax/100/s6", **whole)]  # costs nothing here
+    header, rows = verdict.compute(records)
+    (cells,) = rows
+    cells = dict(zip(header, cells, strict=True))
+    assert cells["rows"] == "7" and cells["rows timed whole"] == "3"
+    assert cells["hours"] == "2.58"  # (1800 + 2000 + 2600 + 700 + 900 + 300 + 1000) / 3600 = 9300 / 3600 = 2.583
+    # whole rows 1800, 2000, 2600: mean 2133.3, squared deviations 111111 + 17778 + 217778 = 346667,
+    # std sqrt(346667 / 2) = 416.3, s.e. 416.3 / sqrt 3 = 240.4; per step of 100: 21333.3 +- 2403.7 ms
+    assert cells["seconds a row"] == "2133+-240"
+    assert cells["ms a step"] == "21333.3+-2403.7"
+
+
 def test_rows_that_train_alike_under_another_preset_are_reused_not_run_again(tmp_path, monkeypatch):
     results = tmp_path / "results.jsonl"
     done = row("minimax", "ring8", 0, {"modes": 8}, preset="protocol")
