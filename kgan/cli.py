@@ -66,7 +66,7 @@ def add_train_arguments(parser):
     """`kgan train`'s flags: --preset, then one per `TrainConfig` field, in the fields' groups and order."""
     parser.add_argument("--preset", choices=sorted(presets.PRESETS), default=None,
                         help="a named setting of the optimiser and batch for the dataset (kgan/presets.py; "
-                             "protocol: PacGAN's on ring8/grid25, DCGAN's on the digits, for every loss; "
+                             "protocol: PacGAN's on ring8/grid25, DCGAN's on the images, for every loss; "
                              "recommended: that batch with the loss's own paper's optimiser and critic steps; "
                              "paper: the Minkowski paper's, D clipped at 0.01); the flags given override it")
     groups = {}

@@ -7,6 +7,7 @@ their own; the command line's flags override them all).
     TECHNIQUES[name]           (toolbox overrides, datasets it applies to or None for all)
 """
 
+from kgan import names
 from kgan.config import TrainConfig
 
 LOSS_SETTINGS = {
@@ -47,12 +48,15 @@ TECHNIQUES = {
 }
 #: The datasets a compare grid may use.
 DATASETS = ("ring8", "grid25", "stacked_digits", "digits")
+#: The TensorFlow Datasets images: `kgan train --preset` has their settings (a GPU user's runs,
+#: e.g. CIFAR-10, the Minkowski paper's own benchmark); a compare grid does not use them.
+IMAGES = tuple(d for d in names.DATASETS if d not in DATASETS)
 _PACGAN = {"batch_size": 100, "latent_dim": 2, "g_lr": 1e-4, "d_lr": 1e-4, "beta1": 0.8, "beta2": 0.999}
 _DCGAN = {"batch_size": 64, "latent_dim": 100, "g_lr": 2e-4, "d_lr": 2e-4, "beta1": 0.5, "beta2": 0.999}
 #: One optimiser for every loss, per dataset: PacGAN's on the mixtures (Lin et al. 2018, code
 #: config: Adam 1e-4, beta1 0.8, batch 100, latent 2), DCGAN's on images (Radford et al. 2016:
 #: Adam 2e-4, beta1 0.5, batch 64, latent 100).
-_PROTOCOL = {"ring8": _PACGAN, "grid25": _PACGAN, "digits": _DCGAN, "stacked_digits": _DCGAN}
+_PROTOCOL = {"ring8": _PACGAN, "grid25": _PACGAN, **{name: _DCGAN for name in ("digits", "stacked_digits", *IMAGES)}}
 PRESETS = {
     # The controlled comparison: the dataset's one optimiser for every loss (a loss setting still
     # brings what defines it: WGAN's clipping, WGAN-GP's penalty, their 5 critic steps).
@@ -61,7 +65,7 @@ PRESETS = {
     # (LOSS_OPTIMISERS); losses without one there keep the protocol's.
     "recommended": _PROTOCOL,
     # The Minkowski paper's for every loss and dataset, D weight clipping 0.01 for every loss.
-    "paper": {name: {**_DCGAN, "clip": 0.01} for name in DATASETS},
+    "paper": {name: {**_DCGAN, "clip": 0.01} for name in (*DATASETS, *IMAGES)},
 }
 #: The `recommended` preset's optimiser per loss setting: (fields, citation). The original GAN
 #: (minimax, non_saturating) keeps the dataset's protocol optimiser: PacGAN's and DCGAN's are its

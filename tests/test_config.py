@@ -59,9 +59,17 @@ def test_a_preset_sets_the_dataset_s_optimiser_and_the_flags_given_override_it()
 
     assert config("--preset", "recommended", "--dataset", "grid25") == presets.config(
         "recommended", "grid25", "minkowski_p4", 0)
+    # The TensorFlow Datasets images get DCGAN's optimiser (protocol, recommended) or the Minkowski
+    # paper's CIFAR-10 setup (paper: Adam 2e-4 / 0.5 / 0.999, batch 64, latent 100, D clipped at 0.01).
+    cifar = config("--preset", "paper", "--dataset", "cifar10", "--loss", "minkowski", "--p", "4")
+    assert (cifar.g_lr, cifar.d_lr, cifar.beta1, cifar.beta2, cifar.batch_size, cifar.latent_dim, cifar.clip) == (
+        2e-4, 2e-4, 0.5, 0.999, 64, 100, 0.01)
+    wgan = config("--preset", "recommended", "--dataset", "cifar10", "--loss", "wasserstein")
+    assert (wgan.optimizer, wgan.g_lr, wgan.d_steps, wgan.clip, wgan.batch_size) == ("rmsprop", 5e-5, 5, 0.01, 64)
+    assert config("--preset", "protocol", "--dataset", "mnist").beta1 == 0.5
     with pytest.raises(ValueError, match="--preset recommended has settings for ring8, grid25, digits, "
-                                         "stacked_digits, not mnist"):
-        config("--preset", "recommended", "--dataset", "mnist")
+                                         "stacked_digits, mnist, .*, not folder:/tmp/x"):
+        config("--preset", "recommended", "--dataset", "folder:/tmp/x")
 
 
 def test_recommended_gives_each_loss_its_own_paper_s_optimiser_and_protocol_one_for_all():
