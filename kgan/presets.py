@@ -65,7 +65,7 @@ PRESETS = {
     # (LOSS_OPTIMISERS); losses without one there keep the protocol's.
     "recommended": _PROTOCOL,
     # The Minkowski paper's for every loss and dataset, D weight clipping 0.01 for every loss.
-    "paper": {name: {**_DCGAN, "clip": 0.01} for name in (*DATASETS, *IMAGES)},
+    "paper": {name: {**_DCGAN, "clip": 0.01} for name in _PROTOCOL},
 }
 #: The `recommended` preset's optimiser per loss setting: (fields, citation). The original GAN
 #: (minimax, non_saturating) keeps the dataset's protocol optimiser: PacGAN's and DCGAN's are its

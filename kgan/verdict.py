@@ -266,6 +266,6 @@ def compute(records):
 def _trained_whole(record):
     """Whether the row says its `seconds` cover its every step: it finished (not diverged or
     failed), was not extended from a shorter row, and its one fit trained all its epochs."""
-    if record.get("status", "ok") != "ok" or record.get("extended_from") or record.get("seconds") is None:
+    if record.get("status", "ok") != "ok" or record.get("extended_from"):
         return False
     return record.get("epochs_this_fit") == record["steps"] // record["eval_every"]
